@@ -1,0 +1,466 @@
+"""The Milvus adapter: the only module that talks to Milvus.
+
+Collection layout (one collection per store)::
+
+    id        VARCHAR primary key        Document.id
+    text      VARCHAR                    Document.page_content
+    metadata  JSON                       Document.metadata
+    head      FLOAT_VECTOR[search_dim]   L2-normalised first search_dim dims, indexed (IP)
+    full      ARRAY<FLOAT>[dim]          the full embedding, read back for reranking
+
+Why the full vector is an ``ARRAY<FLOAT>`` and not a second ``FLOAT_VECTOR``: Milvus 2.3
+servers refuse two vector fields in one collection ("multiple vector fields is not
+supported"), and on Milvus Lite the array costs no more. Measured on Milvus Lite 3.2.2
+(2 cores, 20k rows, head 128 + full 768 dims, HNSW head, limit 256, medians of 20):
+search returning the full vectors took 51 ms as ARRAY<FLOAT> vs 72 ms as FLOAT_VECTOR;
+a batch of 32 such queries 1,126 ms vs 1,134 ms. One layout therefore serves Milvus Lite,
+Milvus servers and clusters alike.
+
+The head is stored normalised and searched with the inner product (= cosine), so the
+index never depends on a metric normalising for us.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigurationError, ConnectionError, InvalidInputError, SchemaError
+
+FIELD_ID = "id"
+FIELD_TEXT = "text"
+FIELD_METADATA = "metadata"
+FIELD_HEAD = "head"
+FIELD_FULL = "full"
+METRIC = "IP"
+
+#: Longest id, in UTF-8 bytes, the primary key field holds.
+ID_MAX_LENGTH = 512
+#: Longest text, in UTF-8 bytes (the VARCHAR maximum).
+TEXT_MAX_LENGTH = 65535
+#: Largest ARRAY capacity Milvus allows, hence the largest embedding dimension.
+MAX_DIM = 4096
+
+DEFAULT_LITE_URI = "./docs.db"
+
+# Index defaults. HNSW on the short head: small (search_dim floats + graph per row) and
+# fast. Milvus Lite ignores build parameters unless they are nested under "params".
+DEFAULT_INDEX_TYPE = "HNSW"
+DEFAULT_INDEX_PARAMS: dict[str, dict[str, Any]] = {
+    "HNSW": {"M": 16, "efConstruction": 200},
+    "HNSW_SQ": {"M": 16, "efConstruction": 200, "sq_type": "SQ8"},
+    "IVF_FLAT": {"nlist": 128},
+    "IVF_SQ8": {"nlist": 128},
+}
+DEFAULT_SEARCH_PARAMS: dict[str, dict[str, Any]] = {
+    "IVF_FLAT": {"nprobe": 16},
+    "IVF_SQ8": {"nprobe": 16},
+}
+
+
+def is_lite_uri(uri: str) -> bool:
+    """True for a Milvus Lite file (``./docs.db``), False for a server URI."""
+    return "://" not in uri and uri.endswith(".db")
+
+
+def connect(connection_args: Mapping[str, Any] | None) -> tuple[Any, bool, str]:
+    """Open a ``MilvusClient``; returns ``(client, is_lite, uri)``.
+
+    ``connection_args``: ``uri`` (a ``.db`` file for Milvus Lite, or
+    ``http(s)://host:port``), and for servers ``token``, ``user``, ``password``,
+    ``db_name`` and ``timeout`` (seconds, default 10).
+    """
+    from pymilvus import MilvusClient
+
+    args = dict(connection_args or {})
+    uri = str(args.pop("uri", DEFAULT_LITE_URI))
+    lite = is_lite_uri(uri)
+    if lite:
+        parent = os.path.dirname(os.path.abspath(uri))
+        if not os.path.isdir(parent):
+            raise ConnectionError(
+                f"cannot open Milvus Lite file {uri!r}: its folder {parent!r} does not exist; "
+                "create the folder or pass another uri"
+            )
+    elif "://" not in uri:
+        raise ConnectionError(
+            f"uri={uri!r} is neither a Milvus Lite file (ending in '.db') nor a server URI; "
+            "pass e.g. uri='./docs.db' or uri='http://localhost:19530'"
+        )
+    args.setdefault("timeout", 10)
+    try:
+        client = MilvusClient(uri=uri, **args)
+    except Exception as exc:  # pymilvus raises several unrelated types here
+        text = str(exc)
+        if lite and ("lock" in text.lower() or "open local milvus failed" in text.lower()):
+            raise ConnectionError(
+                f"Milvus Lite file {uri!r} is held by another process ({text.strip()}); "
+                "one process at a time may open a Lite file. To share it, run "
+                f"'milvus-lite server --data-dir {uri}' and connect with "
+                "uri='http://127.0.0.1:19530', or use a Milvus server"
+            ) from exc
+        raise ConnectionError(
+            f"cannot connect to Milvus at {uri!r} within {args['timeout']} s: {text.strip()}; "
+            "check that the server runs and the uri, token and db_name are right"
+        ) from exc
+    return client, lite, uri
+
+
+def client_is_lite(client: Any) -> bool:
+    """Whether a ready ``MilvusClient`` talks to Milvus Lite."""
+    try:
+        return "lite" in str(client.get_server_version()).lower()
+    except Exception:  # an old server without the call: not Lite
+        return False
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Dimensions of a store's collection."""
+
+    dim: int
+    search_dim: int
+    text_max_length: int = TEXT_MAX_LENGTH
+
+
+def _field(desc: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+    for field in desc.get("fields", []):
+        if field.get("name") == name:
+            return field
+    return None
+
+
+def _expect(cond: bool, collection: str, what: str) -> None:
+    if not cond:
+        raise SchemaError(
+            f"collection {collection!r} exists but was not written by langchain-matryoshka: "
+            f"{what}; pass another collection_name, or drop_old=True to replace it"
+        )
+
+
+def read_layout(client: Any, collection: str) -> Layout:
+    """Dimensions of an existing collection, or :class:`SchemaError` if it is foreign."""
+    from pymilvus import DataType
+
+    desc = client.describe_collection(collection)
+    pk = _field(desc, FIELD_ID)
+    _expect(
+        pk is not None and pk.get("is_primary") and pk.get("type") == DataType.VARCHAR,
+        collection,
+        f"no VARCHAR primary key named {FIELD_ID!r}",
+    )
+    text = _field(desc, FIELD_TEXT)
+    _expect(
+        text is not None and text.get("type") == DataType.VARCHAR,
+        collection,
+        f"no VARCHAR field {FIELD_TEXT!r}",
+    )
+    meta = _field(desc, FIELD_METADATA)
+    _expect(
+        meta is not None and meta.get("type") == DataType.JSON,
+        collection,
+        f"no JSON field {FIELD_METADATA!r}",
+    )
+    head = _field(desc, FIELD_HEAD)
+    _expect(
+        head is not None and head.get("type") == DataType.FLOAT_VECTOR,
+        collection,
+        f"no FLOAT_VECTOR field {FIELD_HEAD!r}",
+    )
+    full = _field(desc, FIELD_FULL)
+    _expect(
+        full is not None
+        and full.get("type") == DataType.ARRAY
+        and full.get("element_type") == DataType.FLOAT,
+        collection,
+        f"no ARRAY<FLOAT> field {FIELD_FULL!r}",
+    )
+    dim = int(full["params"]["max_capacity"])
+    search_dim = int(head["params"]["dim"])
+    _expect(search_dim < dim, collection, f"head dim {search_dim} >= full dim {dim}")
+    return Layout(
+        dim=dim,
+        search_dim=search_dim,
+        text_max_length=int(text["params"].get("max_length", TEXT_MAX_LENGTH)),
+    )
+
+
+def index_params_for(
+    client: Any, lite: bool, index_type: str, params: Mapping[str, Any] | None
+) -> Any:
+    """Index parameters for the head field (IP metric, defaults per index type)."""
+    build = dict(DEFAULT_INDEX_PARAMS.get(index_type, {}))
+    build.update(params or {})
+    index_params = client.prepare_index_params()
+    # Milvus Lite honours build parameters only when nested under "params".
+    index_params.add_index(
+        field_name=FIELD_HEAD,
+        index_type=index_type,
+        metric_type=METRIC,
+        params={"params": build} if lite and build else build,
+    )
+    return index_params
+
+
+def search_params_for(
+    index_type: str, params: Mapping[str, Any] | None, limit: int
+) -> dict[str, Any]:
+    """Search parameters for a head search of ``limit`` hits."""
+    merged = dict(DEFAULT_SEARCH_PARAMS.get(index_type, {}))
+    merged.update(params or {})
+    if index_type.upper().startswith("HNSW"):
+        # HNSW must explore at least `limit` nodes (Milvus servers refuse ef < limit).
+        merged["ef"] = max(int(merged.get("ef", 64)), limit)
+    return {"metric_type": METRIC, "params": merged}
+
+
+# ---------------------------------------------------------------------------- filters
+
+
+def quote(value: str) -> str:
+    """A Milvus string literal that matches ``value`` exactly, whatever it holds.
+
+    Backslash, double quote, newline, carriage return and tab are escaped (the escapes
+    the expression grammar knows); every other character, control characters and
+    unicode included, stands for itself inside the quotes, so a value can never end
+    the literal early.
+    """
+    out = value.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + out.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t") + '"'
+
+
+def _literal(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return quote(value)
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)) and math.isfinite(value):
+        return repr(float(value))
+    raise InvalidInputError(
+        f"filter value {value!r} for key {key!r} is not a string, number or boolean; "
+        "pass scalar values (a list means any of them), or use expr= for other conditions"
+    )
+
+
+def filter_to_expr(filter: Mapping[str, Any] | None) -> str:  # noqa: A002
+    """Turn ``{"source": "a", "year": [2023, 2024]}`` into a safe Milvus expression.
+
+    Every key tests ``metadata[key]``; a scalar value means equality, a list, tuple or
+    set means any of its values. All conditions must hold.
+    """
+    if filter is None:
+        return ""
+    if not isinstance(filter, Mapping):
+        raise InvalidInputError(
+            f"filter={filter!r} is not a dict; pass metadata equalities such as "
+            "filter={'source': 'a.txt'}, or a Milvus expression as expr="
+        )
+    parts = []
+    for key, value in filter.items():
+        if not isinstance(key, str):
+            raise InvalidInputError(
+                f"filter key {key!r} is not a string; metadata keys are strings"
+            )
+        field = f"{FIELD_METADATA}[{quote(key)}]"
+        if isinstance(value, (list, tuple, set, frozenset)):
+            values = list(value)
+            if not values:
+                raise InvalidInputError(
+                    f"filter value for key {key!r} is an empty list, which matches nothing; "
+                    "pass at least one value"
+                )
+            parts.append(
+                "(" + " or ".join(f"{field} == {_literal(key, v)}" for v in values) + ")"
+            )
+        else:
+            parts.append(f"{field} == {_literal(key, value)}")
+    return " and ".join(parts)
+
+
+def combine_exprs(*exprs: str | None) -> str:
+    """AND together the non-empty expressions."""
+    present = [e.strip() for e in exprs if e and e.strip()]
+    if len(present) <= 1:
+        return present[0] if present else ""
+    return " and ".join(f"({e})" for e in present)
+
+
+# ---------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Head-search hits of a batch of queries, padded to a rectangle."""
+
+    ids: list[list[str]]
+    texts: list[list[str]]
+    metadatas: list[list[dict[str, Any]]]
+    vectors: np.ndarray
+    """``[n_queries, n_candidates, dim]`` full embeddings (zeros past ``n_valid``)."""
+    n_valid: np.ndarray
+    """``[n_queries]`` hits returned for each query."""
+
+
+def hits_to_candidates(hits: Sequence[Sequence[Mapping[str, Any]]], dim: int) -> Candidates:
+    """Turn a Milvus search result into padded numpy candidates."""
+    n_valid = np.array([len(h) for h in hits], dtype=np.int64)
+    width = int(n_valid.max()) if len(hits) else 0
+    vectors = np.zeros((len(hits), width, dim), dtype=np.float32)
+    ids, texts, metas = [], [], []
+    for q, query_hits in enumerate(hits):
+        if query_hits:
+            vectors[q, : len(query_hits)] = [h["entity"][FIELD_FULL] for h in query_hits]
+        ids.append([str(h["id"]) for h in query_hits])
+        texts.append([h["entity"][FIELD_TEXT] for h in query_hits])
+        metas.append([h["entity"][FIELD_METADATA] or {} for h in query_hits])
+    return Candidates(ids, texts, metas, vectors, n_valid)
+
+
+# ---------------------------------------------------------------------------- collection
+
+
+class MilvusCollection:
+    """One collection of the store's layout; every Milvus call goes through here.
+
+    Methods are plain blocking calls on a thread-safe ``MilvusClient``; the store's
+    async methods run them on a worker thread.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        name: str,
+        *,
+        lite: bool,
+        consistency_level: str = "Strong",
+        index_type: str = DEFAULT_INDEX_TYPE,
+        index_params: Mapping[str, Any] | None = None,
+        search_params: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.client = client
+        self.name = name
+        self.lite = lite
+        self.consistency_level = consistency_level
+        self.index_type = index_type
+        self.index_params = dict(index_params or {})
+        self.search_params = dict(search_params or {})
+
+    # -- lifecycle
+    def exists(self) -> bool:
+        return bool(self.client.has_collection(self.name))
+
+    def open(self) -> Layout | None:
+        """Layout of the existing collection (indexed and loaded), or None if absent."""
+        if not self.exists():
+            return None
+        layout = read_layout(self.client, self.name)
+        if FIELD_HEAD not in (self.client.list_indexes(self.name, field_name=FIELD_HEAD) or []):
+            self.client.create_index(
+                self.name,
+                index_params_for(self.client, self.lite, self.index_type, self.index_params),
+            )
+        self.client.load_collection(self.name)
+        return layout
+
+    def create(self, layout: Layout) -> None:
+        """Create the collection with its head index, loaded."""
+        from pymilvus import DataType
+
+        if layout.dim > MAX_DIM:
+            raise ConfigurationError(
+                f"embedding dimension {layout.dim} exceeds the {MAX_DIM} floats a Milvus "
+                "array holds; use a model with at most 4096 dimensions"
+            )
+        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field(FIELD_ID, DataType.VARCHAR, is_primary=True, max_length=ID_MAX_LENGTH)
+        schema.add_field(FIELD_TEXT, DataType.VARCHAR, max_length=layout.text_max_length)
+        schema.add_field(FIELD_METADATA, DataType.JSON)
+        schema.add_field(FIELD_HEAD, DataType.FLOAT_VECTOR, dim=layout.search_dim)
+        schema.add_field(
+            FIELD_FULL, DataType.ARRAY, element_type=DataType.FLOAT, max_capacity=layout.dim
+        )
+        self.client.create_collection(
+            self.name,
+            schema=schema,
+            index_params=index_params_for(
+                self.client, self.lite, self.index_type, self.index_params
+            ),
+            consistency_level=self.consistency_level,
+        )
+        self.client.load_collection(self.name)
+
+    def drop(self) -> None:
+        if self.exists():
+            self.client.drop_collection(self.name)
+
+    # -- writes
+    def upsert(self, rows: list[dict[str, Any]], batch_size: int) -> None:
+        for start in range(0, len(rows), batch_size):
+            self.client.upsert(self.name, rows[start : start + batch_size])
+        if self.lite and rows:
+            # Milvus Lite re-snapshots unflushed rows on every search; flushing keeps
+            # searches at their floor and lets the index build.
+            self.client.flush(self.name)
+
+    def delete(self, ids: Sequence[str] | None = None, expr: str = "") -> None:
+        if ids is not None:
+            self.client.delete(self.name, ids=list(ids))
+        elif expr:
+            self.client.delete(self.name, filter=expr)
+
+    # -- reads
+    def get(self, ids: Sequence[str], with_vectors: bool = False) -> list[dict[str, Any]]:
+        fields = [FIELD_TEXT, FIELD_METADATA] + ([FIELD_FULL] if with_vectors else [])
+        return list(self.client.get(self.name, ids=list(ids), output_fields=fields))
+
+    def query(self, expr: str, limit: int | None = None) -> list[dict[str, Any]]:
+        kwargs: dict[str, Any] = {"limit": limit} if limit else {}
+        return list(
+            self.client.query(
+                self.name, filter=expr, output_fields=[FIELD_TEXT, FIELD_METADATA], **kwargs
+            )
+        )
+
+    def count(self) -> int:
+        rows = self.client.query(self.name, filter="", output_fields=["count(*)"])
+        return int(rows[0]["count(*)"])
+
+    def search(self, heads: np.ndarray, limit: int, expr: str, dim: int) -> Candidates:
+        """One head search for all queries, bringing back what reranking needs."""
+        hits = self.client.search(
+            self.name,
+            data=heads.tolist(),
+            anns_field=FIELD_HEAD,
+            limit=limit,
+            filter=expr,
+            output_fields=[FIELD_TEXT, FIELD_METADATA, FIELD_FULL],
+            search_params=search_params_for(self.index_type, self.search_params, limit),
+        )
+        return hits_to_candidates(hits, dim)
+
+
+def make_rows(
+    ids: Iterable[str],
+    texts: Iterable[str],
+    metadatas: Iterable[dict[str, Any]],
+    heads: np.ndarray,
+    vectors: np.ndarray,
+) -> list[dict[str, Any]]:
+    """Rows in the collection's layout."""
+    return [
+        {
+            FIELD_ID: i,
+            FIELD_TEXT: t,
+            FIELD_METADATA: m,
+            FIELD_HEAD: h,
+            FIELD_FULL: v,
+        }
+        for i, t, m, h, v in zip(ids, texts, metadatas, heads.tolist(), vectors.tolist())
+    ]

@@ -1,0 +1,737 @@
+"""``MatryoshkaMilvus``: a LangChain vector store that answers with funnel search."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.vectorstores import VectorStore
+from langchain_core.vectorstores.utils import maximal_marginal_relevance
+
+from . import _milvus
+from .errors import ConfigurationError, DimensionMismatchError, InvalidInputError
+from .funnel import (
+    FunnelPlan,
+    check_vectors,
+    default_search_dim,
+    funnel_rerank,
+    head_of,
+    make_plan,
+    validate_search_dim,
+)
+
+if TYPE_CHECKING:
+    from .retriever import FunnelRetriever
+
+#: Per-call search options accepted by every search method and the retriever.
+SEARCH_OPTIONS = ("candidates", "scales", "prune_ratio", "expr", "filter")
+
+
+class _Planned(NamedTuple):
+    """A validated search: the funnel, the filter expression, the collection's dims."""
+
+    plan: FunnelPlan
+    expr: str
+    layout: _milvus.Layout
+
+
+class Hit(NamedTuple):
+    """One search result: the document, its full-dimension cosine, its full vector."""
+
+    document: Document
+    score: float
+    vector: np.ndarray
+
+
+class MatryoshkaMilvus(VectorStore):
+    """Milvus vector store that indexes a short head of Matryoshka embeddings.
+
+    Milvus indexes only the first ``search_dim`` dims of each embedding (normalised);
+    a query fetches ``candidates`` hits with one head search, and the funnel reranks
+    them by cosine similarity on growing prefixes of the stored full vectors
+    (``scales``), keeping ``prune_ratio`` of them at each stage, down to the top ``k``
+    by full-dimension cosine. Scores are cosine similarities in [-1, 1] (higher is
+    more similar); relevance scores map them to [0, 1] as ``(1 + cos) / 2``.
+
+    Setup:
+        .. code-block:: bash
+
+            pip install langchain-matryoshka
+
+    Key init args — indexing params:
+        embedding: Embeddings
+            Any LangChain embeddings; a Matryoshka-trained model gives the best heads.
+        collection_name: str
+            Milvus collection; created on the first write, reopened if it exists.
+        search_dim: int | None
+            Leading dims indexed in Milvus (default: largest power of two <= dim / 6,
+            128 for a 768-dim model). Read from the collection when it exists.
+
+    Key init args — client params:
+        connection_args: dict | None
+            ``{"uri": "./docs.db"}`` (Milvus Lite, the default) or
+            ``{"uri": "http://host:19530", "token": ..., "db_name": ..., "timeout": 10}``.
+        client: MilvusClient | None
+            A ready client instead of ``connection_args``.
+
+    Key init args — funnel defaults (overridable per call):
+        candidates: int | None
+            Hits fetched by the head search (default: max(128, 8 x k)).
+        scales: Sequence[int] | None
+            Ascending rerank prefixes ending at the full dim (default doubling from
+            2 x search_dim: 256, 512, 768 for 128 of 768).
+        prune_ratio: float | None
+            Fraction kept after each stage but the last (default 0.5).
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_matryoshka import MatryoshkaEmbeddings, MatryoshkaMilvus
+
+            embeddings = MatryoshkaEmbeddings("nomic-ai/nomic-embed-text-v1.5",
+                                              trust_remote_code=True)
+            store = MatryoshkaMilvus(embeddings, collection_name="docs",
+                                     connection_args={"uri": "./docs.db"},
+                                     search_dim=128)
+
+    Add Documents:
+        .. code-block:: python
+
+            from langchain_core.documents import Document
+
+            store.add_documents([Document(page_content="foo", metadata={"src": "a"})],
+                                ids=["1"])
+
+    Delete Documents:
+        .. code-block:: python
+
+            store.delete(ids=["1"])
+
+    Search:
+        .. code-block:: python
+
+            store.similarity_search("query", k=4, filter={"src": "a"})
+            store.similarity_search_with_score("query", k=4, candidates=256)
+
+    Async:
+        .. code-block:: python
+
+            await store.asimilarity_search("query", k=4)
+
+    Use as Retriever:
+        .. code-block:: python
+
+            retriever = store.as_retriever(search_kwargs={"k": 4, "candidates": 256})
+            retriever.invoke("query")
+    """
+
+    def __init__(
+        self,
+        embedding: Embeddings,
+        *,
+        collection_name: str = "langchain_matryoshka",
+        connection_args: Mapping[str, Any] | None = None,
+        client: Any | None = None,
+        search_dim: int | None = None,
+        candidates: int | None = None,
+        scales: Sequence[int] | None = None,
+        prune_ratio: float | None = None,
+        index_type: str = _milvus.DEFAULT_INDEX_TYPE,
+        index_params: Mapping[str, Any] | None = None,
+        search_params: Mapping[str, Any] | None = None,
+        consistency_level: str = "Strong",
+        text_max_length: int = _milvus.TEXT_MAX_LENGTH,
+        batch_size: int = 1000,
+        drop_old: bool = False,
+    ) -> None:
+        if not isinstance(embedding, Embeddings):
+            raise ConfigurationError(
+                f"embedding={embedding!r} is not a LangChain Embeddings; pass e.g. "
+                "MatryoshkaEmbeddings('nomic-ai/nomic-embed-text-v1.5')"
+            )
+        if not isinstance(collection_name, str) or not collection_name:
+            raise ConfigurationError(
+                f"collection_name={collection_name!r} must be a non-empty string"
+            )
+        if client is not None and connection_args is not None:
+            raise ConfigurationError(
+                "pass either client= or connection_args=, not both"
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigurationError(
+                f"batch_size={batch_size!r} must be a positive integer, e.g. 1000"
+            )
+        if not (isinstance(text_max_length, int) and 1 <= text_max_length <= 65535):
+            raise ConfigurationError(
+                f"text_max_length={text_max_length!r} must be an integer in [1, 65535]"
+            )
+        self.embedding = embedding
+        self.collection_name = collection_name
+        self.batch_size = batch_size
+        self.text_max_length = text_max_length
+        if client is None:
+            client, lite, _ = _milvus.connect(connection_args)
+            self._owns_client = True
+        else:
+            lite = _milvus.client_is_lite(client)
+            self._owns_client = False
+        self.client = client
+        self._collection = _milvus.MilvusCollection(
+            client,
+            collection_name,
+            lite=lite,
+            consistency_level=consistency_level,
+            index_type=index_type,
+            index_params=index_params,
+            search_params=search_params,
+        )
+        self._requested_search_dim = (
+            None if search_dim is None else validate_search_dim(search_dim, None)
+        )
+        self._defaults = {"candidates": candidates, "scales": scales, "prune_ratio": prune_ratio}
+        self._lock = threading.Lock()
+        if drop_old:
+            self._collection.drop()
+        self._layout = self._collection.open()
+        if self._layout is not None:
+            if self._requested_search_dim not in (None, self._layout.search_dim):
+                raise DimensionMismatchError(
+                    f"collection {collection_name!r} indexes a {self._layout.search_dim}-dim "
+                    f"head but search_dim={self._requested_search_dim} was passed; omit "
+                    "search_dim, pass the collection's, or use drop_old=True to rebuild"
+                )
+            self._check_defaults(self._layout)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def embeddings(self) -> Embeddings:
+        return self.embedding
+
+    @property
+    def dim(self) -> int | None:
+        """Full embedding dimension of the collection (None before the first write)."""
+        return None if self._layout is None else self._layout.dim
+
+    @property
+    def search_dim(self) -> int | None:
+        """Dimensions indexed in Milvus (None before the first write if not given)."""
+        if self._layout is not None:
+            return self._layout.search_dim
+        return self._requested_search_dim
+
+    def _check_defaults(self, layout: _milvus.Layout) -> None:
+        """Validate the store's funnel defaults once the dimensions are known."""
+        make_plan(dim=layout.dim, search_dim=layout.search_dim, k=1, **self._defaults)
+
+    def _select_relevance_score_fn(self) -> Callable[[float], float]:
+        return lambda score: (1.0 + score) / 2.0
+
+    # ------------------------------------------------------------------ writes
+
+    def _ensure_collection(self, dim: int) -> _milvus.Layout:
+        with self._lock:
+            if self._layout is None:
+                search_dim = self._requested_search_dim or default_search_dim(dim)
+                layout = _milvus.Layout(
+                    dim=dim,
+                    search_dim=validate_search_dim(search_dim, dim),
+                    text_max_length=self.text_max_length,
+                )
+                self._check_defaults(layout)
+                self._collection.create(layout)
+                self._layout = layout
+            return self._layout
+
+    def _prepare_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict] | None,
+        ids: list[str | None] | None,
+    ) -> tuple[list[str], list[dict], list[str]]:
+        """Validate a write before anything is embedded or written."""
+        if isinstance(texts, str):
+            raise InvalidInputError(
+                "texts is a single string; pass a list of texts, e.g. [text]"
+            )
+        texts = list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise InvalidInputError(
+                    f"texts[{i}] is {type(text).__name__}, not str; pass strings"
+                )
+        n = len(texts)
+        if metadatas is not None and len(metadatas) != n:
+            raise InvalidInputError(
+                f"got {n} texts but {len(metadatas)} metadatas; pass one metadata dict per text"
+            )
+        if ids is not None and len(ids) != n:
+            raise InvalidInputError(
+                f"got {n} texts but {len(ids)} ids; pass one id per text"
+            )
+        out_ids = [
+            uuid.uuid4().hex if ids is None or ids[i] is None else ids[i] for i in range(n)
+        ]
+        seen: set[str] = set()
+        for doc_id in out_ids:
+            if not isinstance(doc_id, str) or not doc_id:
+                raise InvalidInputError(
+                    f"id {doc_id!r} is not a non-empty string; pass string ids"
+                )
+            if len(doc_id.encode("utf-8")) > _milvus.ID_MAX_LENGTH:
+                raise InvalidInputError(
+                    f"id {doc_id[:40]!r}... is longer than {_milvus.ID_MAX_LENGTH} bytes; "
+                    "pass shorter ids (e.g. a hash of the long one)"
+                )
+            if doc_id in seen:
+                raise InvalidInputError(
+                    f"id {doc_id!r} appears twice in one call; pass each id once "
+                    "(re-adding an id in a later call replaces its row)"
+                )
+            seen.add(doc_id)
+        limit = self._layout.text_max_length if self._layout else self.text_max_length
+        for doc_id, text in zip(out_ids, texts):
+            if len(text.encode("utf-8")) > limit:
+                raise InvalidInputError(
+                    f"text of document {doc_id!r} is {len(text.encode('utf-8'))} bytes, over "
+                    f"the collection's limit of {limit}; split it into chunks (e.g. with a "
+                    "LangChain text splitter) before adding"
+                )
+        metas = []
+        for doc_id, meta in zip(out_ids, metadatas or [{}] * n):
+            meta = {} if meta is None else meta
+            if not isinstance(meta, Mapping):
+                raise InvalidInputError(
+                    f"metadata of document {doc_id!r} is {type(meta).__name__}, not a dict"
+                )
+            try:
+                json.dumps(meta, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise InvalidInputError(
+                    f"metadata of document {doc_id!r} is not JSON-serialisable ({exc}); "
+                    "convert its values to strings, numbers, booleans, lists or dicts"
+                ) from None
+            metas.append(dict(meta))
+        return texts, metas, out_ids
+
+    def add_embeddings(
+        self,
+        texts: Iterable[str],
+        embeddings: Sequence[Sequence[float]] | np.ndarray,
+        metadatas: list[dict] | None = None,
+        *,
+        ids: list[str | None] | None = None,
+    ) -> list[str]:
+        """Store texts with precomputed full embeddings; returns the ids.
+
+        Re-adding an id replaces its row. Everything is validated before the first
+        row is written.
+        """
+        texts, metas, ids_out = self._prepare_texts(texts, metadatas, ids)
+        return self._write(texts, metas, ids_out, embeddings)
+
+    def _write(
+        self, texts: list[str], metas: list[dict], ids: list[str], embeddings: Any
+    ) -> list[str]:
+        if not texts:
+            return []
+        vectors = check_vectors(embeddings, self.dim, "document embeddings")
+        if len(vectors) != len(texts):
+            raise InvalidInputError(
+                f"got {len(texts)} texts but {len(vectors)} embeddings; pass one per text"
+            )
+        layout = self._ensure_collection(vectors.shape[1])
+        rows = _milvus.make_rows(ids, texts, metas, head_of(vectors, layout.search_dim), vectors)
+        self._collection.upsert(rows, self.batch_size)
+        return ids
+
+    def add_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict] | None = None,
+        *,
+        ids: list[str | None] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Embed and store texts; given ids are kept, missing ones generated.
+
+        Re-adding an id replaces its row and never duplicates it. Nothing is written
+        if any text, id, metadata or embedding is invalid.
+        """
+        _reject_unknown(kwargs, (), "add_texts")
+        texts, metas, ids_out = self._prepare_texts(texts, metadatas, ids)
+        if not texts:
+            return []
+        return self._write(texts, metas, ids_out, self.embedding.embed_documents(texts))
+
+    async def aadd_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict] | None = None,
+        *,
+        ids: list[str | None] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        _reject_unknown(kwargs, (), "aadd_texts")
+        texts, metas, ids_out = self._prepare_texts(texts, metadatas, ids)
+        if not texts:
+            return []
+        vectors = await self.embedding.aembed_documents(texts)
+        return await asyncio.to_thread(self._write, texts, metas, ids_out, vectors)
+
+    def delete(
+        self,
+        ids: list[str] | None = None,
+        *,
+        expr: str | None = None,
+        filter: dict[str, Any] | None = None,  # noqa: A002
+        **kwargs: Any,
+    ) -> bool:
+        """Delete by ids (missing ids are ignored), or by ``expr`` / ``filter``."""
+        _reject_unknown(kwargs, (), "delete")
+        where = _milvus.combine_exprs(expr, _milvus.filter_to_expr(filter))
+        if ids is None and not where:
+            raise InvalidInputError(
+                "delete() got no ids, expr or filter; pass ids=[...] or a condition "
+                "(to empty the store, create it with drop_old=True)"
+            )
+        if ids is not None:
+            ids = list(ids)
+            bad = [i for i in ids if not isinstance(i, str)]
+            if bad:
+                raise InvalidInputError(f"id {bad[0]!r} is not a string; pass string ids")
+            if where:
+                raise InvalidInputError(
+                    "delete() got both ids and a condition; pass one of them"
+                )
+        if self._layout is None or (ids is not None and not ids):
+            return True
+        self._collection.delete(ids=ids, expr=where)
+        return True
+
+    async def adelete(
+        self,
+        ids: list[str] | None = None,
+        *,
+        expr: str | None = None,
+        filter: dict[str, Any] | None = None,  # noqa: A002
+        **kwargs: Any,
+    ) -> bool:
+        return await asyncio.to_thread(self.delete, ids, expr=expr, filter=filter, **kwargs)
+
+    def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        """Documents with these ids, in the order given; missing ids are skipped."""
+        ids = list(ids)
+        if self._layout is None or not ids:
+            return []
+        rows = {str(r[_milvus.FIELD_ID]): r for r in self._collection.get(ids)}
+        return [_to_document(i, rows[i]) for i in ids if i in rows]
+
+    async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        return await asyncio.to_thread(self.get_by_ids, ids)
+
+    # ------------------------------------------------------------------ search core
+
+    def _plan(self, k: int, options: Mapping[str, Any]) -> _Planned | None:
+        """Validate a search; None when the store is still empty (no collection)."""
+        _reject_unknown(options, SEARCH_OPTIONS, "search")
+        expr = _milvus.combine_exprs(
+            options.get("expr"), _milvus.filter_to_expr(options.get("filter"))
+        )
+        layout = self._layout
+        if layout is None:
+            make_plan(dim=2, search_dim=1, k=k, candidates=options.get("candidates"))
+            return None
+        settings = {
+            name: options[name] if options.get(name) is not None else self._defaults[name]
+            for name in ("candidates", "scales", "prune_ratio")
+        }
+        if options.get("candidates") is None and self._defaults["candidates"] is not None:
+            settings["candidates"] = max(self._defaults["candidates"], k)
+        plan = make_plan(dim=layout.dim, search_dim=layout.search_dim, k=k, **settings)
+        return _Planned(plan, expr, layout)
+
+    def _search(self, queries: np.ndarray, planned: _Planned | None) -> list[list[Hit]]:
+        """One head search for all queries, then the funnel: the shared core."""
+        if planned is None:
+            return [[] for _ in range(len(queries))]
+        plan, expr, layout = planned
+        queries = check_vectors(queries, layout.dim, "query embeddings")
+        cands = self._collection.search(
+            head_of(queries, layout.search_dim), plan.candidates, expr, layout.dim
+        )
+        ranked = funnel_rerank(queries, cands.vectors, cands.n_valid, plan)
+        results = []
+        for q, (row_idx, row_scores) in enumerate(zip(ranked.indices, ranked.scores)):
+            results.append(
+                [
+                    Hit(
+                        Document(
+                            id=cands.ids[q][j],
+                            page_content=cands.texts[q][j],
+                            metadata=cands.metadatas[q][j],
+                        ),
+                        float(score),
+                        cands.vectors[q, j],
+                    )
+                    for j, score in zip(row_idx.tolist(), row_scores.tolist())
+                    if j >= 0
+                ]
+            )
+        return results
+
+    def _embed_queries(self, queries: Sequence[str]) -> list[list[float]]:
+        _check_queries(queries)
+        batch = getattr(self.embedding, "embed_queries", None)
+        if callable(batch):
+            return batch(list(queries))
+        return [self.embedding.embed_query(q) for q in queries]
+
+    async def _aembed_queries(self, queries: Sequence[str]) -> list[list[float]]:
+        _check_queries(queries)
+        batch = getattr(self.embedding, "aembed_queries", None)
+        if callable(batch):
+            return await batch(list(queries))
+        return list(await asyncio.gather(*(self.embedding.aembed_query(q) for q in queries)))
+
+    # ------------------------------------------------------------------ search API
+
+    def search_batch_with_score(
+        self, queries: Sequence[str], k: int = 4, **kwargs: Any
+    ) -> list[list[tuple[Document, float]]]:
+        """Funnel search for many queries: one embedding call and one Milvus search."""
+        planned = self._plan(k, kwargs)
+        _check_queries(queries)
+        if planned is None:
+            return [[] for _ in queries]
+        return _pairs(self._search(np.asarray(self._embed_queries(queries)), planned))
+
+    async def asearch_batch_with_score(
+        self, queries: Sequence[str], k: int = 4, **kwargs: Any
+    ) -> list[list[tuple[Document, float]]]:
+        planned = self._plan(k, kwargs)
+        _check_queries(queries)
+        if planned is None:
+            return [[] for _ in queries]
+        vectors = await self._aembed_queries(queries)
+        return _pairs(await asyncio.to_thread(self._search, np.asarray(vectors), planned))
+
+    def similarity_search_with_score(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """Top ``k`` documents with their full-dimension cosine similarity (-1..1).
+
+        Keyword options: ``candidates``, ``scales``, ``prune_ratio``, ``expr`` (a
+        Milvus boolean expression), ``filter`` (metadata equalities).
+        """
+        return self.search_batch_with_score([query], k, **kwargs)[0]
+
+    async def asimilarity_search_with_score(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        return (await self.asearch_batch_with_score([query], k, **kwargs))[0]
+
+    def similarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
+        return [doc for doc, _ in self.similarity_search_with_score(query, k, **kwargs)]
+
+    async def asimilarity_search(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[Document]:
+        return [doc for doc, _ in await self.asimilarity_search_with_score(query, k, **kwargs)]
+
+    def similarity_search_with_score_by_vector(
+        self, embedding: Sequence[float], k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """Like :meth:`similarity_search_with_score` for a full query embedding."""
+        return _pairs(self._search(np.asarray([embedding]), self._plan(k, kwargs)))[0]
+
+    async def asimilarity_search_with_score_by_vector(
+        self, embedding: Sequence[float], k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        planned = self._plan(k, kwargs)
+        return _pairs(await asyncio.to_thread(self._search, np.asarray([embedding]), planned))[0]
+
+    def similarity_search_by_vector(
+        self, embedding: list[float], k: int = 4, **kwargs: Any
+    ) -> list[Document]:
+        return [d for d, _ in self.similarity_search_with_score_by_vector(embedding, k, **kwargs)]
+
+    async def asimilarity_search_by_vector(
+        self, embedding: list[float], k: int = 4, **kwargs: Any
+    ) -> list[Document]:
+        pairs = await self.asimilarity_search_with_score_by_vector(embedding, k, **kwargs)
+        return [d for d, _ in pairs]
+
+    def max_marginal_relevance_search_by_vector(
+        self,
+        embedding: list[float],
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """MMR on full vectors over the funnel's top ``fetch_k``."""
+        planned = self._mmr_plan(k, fetch_k, lambda_mult, kwargs)
+        hits = self._search(np.asarray([embedding]), planned)[0]
+        return _mmr(embedding, hits, k, lambda_mult)
+
+    async def amax_marginal_relevance_search_by_vector(
+        self,
+        embedding: list[float],
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        **kwargs: Any,
+    ) -> list[Document]:
+        planned = self._mmr_plan(k, fetch_k, lambda_mult, kwargs)
+        hits = (await asyncio.to_thread(self._search, np.asarray([embedding]), planned))[0]
+        return _mmr(embedding, hits, k, lambda_mult)
+
+    def max_marginal_relevance_search(
+        self,
+        query: str,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """Diverse results: MMR on full vectors over the funnel's top ``fetch_k``."""
+        planned = self._mmr_plan(k, fetch_k, lambda_mult, kwargs)
+        if planned is None:
+            _check_queries([query])
+            return []
+        embedding = self._embed_queries([query])[0]
+        return _mmr(embedding, self._search(np.asarray([embedding]), planned)[0], k, lambda_mult)
+
+    async def amax_marginal_relevance_search(
+        self,
+        query: str,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        **kwargs: Any,
+    ) -> list[Document]:
+        planned = self._mmr_plan(k, fetch_k, lambda_mult, kwargs)
+        if planned is None:
+            _check_queries([query])
+            return []
+        embedding = (await self._aembed_queries([query]))[0]
+        hits = (await asyncio.to_thread(self._search, np.asarray([embedding]), planned))[0]
+        return _mmr(embedding, hits, k, lambda_mult)
+
+    def _mmr_plan(
+        self, k: int, fetch_k: int, lambda_mult: float, options: Mapping[str, Any]
+    ) -> _Planned | None:
+        make_plan(dim=2, search_dim=1, k=k)  # validates k
+        if isinstance(fetch_k, bool) or not isinstance(fetch_k, int) or fetch_k < k:
+            raise ConfigurationError(
+                f"fetch_k={fetch_k!r} must be an integer >= k={k}; pass e.g. fetch_k={4 * k}"
+            )
+        if not isinstance(lambda_mult, (int, float)) or not 0.0 <= lambda_mult <= 1.0:
+            raise ConfigurationError(
+                f"lambda_mult={lambda_mult!r} must be in [0, 1] (1: relevance only, "
+                "0: diversity only); pass e.g. 0.5"
+            )
+        return self._plan(fetch_k, options)
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_texts(
+        cls,
+        texts: list[str],
+        embedding: Embeddings,
+        metadatas: list[dict] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> MatryoshkaMilvus:
+        """Create (or open) a store and add ``texts``; keyword args go to the constructor."""
+        store = cls(embedding, **kwargs)
+        store.add_texts(texts, metadatas, ids=ids)
+        return store
+
+    @classmethod
+    async def afrom_texts(
+        cls,
+        texts: list[str],
+        embedding: Embeddings,
+        metadatas: list[dict] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> MatryoshkaMilvus:
+        store = await asyncio.to_thread(lambda: cls(embedding, **kwargs))
+        await store.aadd_texts(texts, metadatas, ids=ids)
+        return store
+
+    def as_retriever(self, **kwargs: Any) -> FunnelRetriever:  # type: ignore[override]
+        """A :class:`FunnelRetriever` over this store.
+
+        ``search_type`` ("similarity", "mmr" or "similarity_score_threshold") and
+        ``search_kwargs`` (``k``, ``candidates``, ``scales``, ``prune_ratio``,
+        ``expr``, ``filter``, ``score_threshold``, ``fetch_k``, ``lambda_mult``) set
+        the retriever's defaults; ``tags`` and ``metadata`` go to the retriever.
+        """
+        from .retriever import FunnelRetriever
+
+        search_kwargs = dict(kwargs.pop("search_kwargs", None) or {})
+        tags = list(kwargs.pop("tags", None) or []) + self._get_retriever_tags()
+        return FunnelRetriever(vectorstore=self, tags=tags, **kwargs, **search_kwargs)
+
+    def close(self) -> None:
+        """Close the Milvus client if this store opened it."""
+        if self._owns_client:
+            self.client.close()
+
+
+def _reject_unknown(options: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for {where}; "
+            f"allowed: {', '.join(allowed) if allowed else 'none'}"
+        )
+
+
+def _check_queries(queries: Sequence[str]) -> None:
+    if isinstance(queries, str):
+        raise InvalidInputError("queries is a single string; pass a list of queries")
+    for query in queries:
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidInputError(
+                f"query {query!r} is empty or not a string; pass the text to search for"
+            )
+
+
+def _to_document(doc_id: str, row: Mapping[str, Any]) -> Document:
+    return Document(
+        id=doc_id,
+        page_content=row[_milvus.FIELD_TEXT],
+        metadata=row[_milvus.FIELD_METADATA] or {},
+    )
+
+
+def _pairs(results: list[list[Hit]]) -> list[list[tuple[Document, float]]]:
+    return [[(hit.document, hit.score) for hit in hits] for hits in results]
+
+
+def _mmr(
+    embedding: Sequence[float], hits: list[Hit], k: int, lambda_mult: float
+) -> list[Document]:
+    if not hits:
+        return []
+    picked = maximal_marginal_relevance(
+        np.asarray(embedding, dtype=np.float32),
+        np.stack([hit.vector for hit in hits]),
+        k=k,
+        lambda_mult=lambda_mult,
+    )
+    return [hits[i].document for i in picked]
