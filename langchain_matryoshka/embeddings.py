@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import numpy as np
@@ -84,9 +85,11 @@ class MatryoshkaEmbeddings(BaseModel, Embeddings):
 
     _model: Any = PrivateAttr(default=None)
 
-    def __init__(self, model_name: str | None = None, /, **data: Any) -> None:
+    def __init__(self, model_name: str | os.PathLike[str] | None = None, /, **data: Any) -> None:
         if model_name is not None:
             data["model_name"] = model_name
+        if isinstance(data.get("model_name"), os.PathLike):
+            data["model_name"] = os.fspath(data["model_name"])
         model = data.pop("model", None)
         if "model_name" not in data:
             raise ConfigurationError(

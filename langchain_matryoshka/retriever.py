@@ -14,7 +14,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config, get_config_list
-from pydantic import ConfigDict, model_validator
+from pydantic import ConfigDict
 
 from .errors import ConfigurationError
 from .funnel import make_plan
@@ -139,11 +139,7 @@ class FunnelRetriever(BaseRetriever):
                 f"allowed: {', '.join(_CALL_OPTIONS)} (and tags, metadata)"
             )
         super().__init__(**data)
-
-    @model_validator(mode="after")
-    def _validate(self) -> FunnelRetriever:
-        self._call({})
-        return self
+        self._call({})  # validate the settings once, raising the package's own errors
 
     def _call(self, overrides: dict[str, Any]) -> _Call:
         """Merge per-call overrides into the fields and validate the result."""

@@ -488,6 +488,7 @@ class MatryoshkaMilvus(VectorStore):
         return results
 
     def _embed_queries(self, queries: Sequence[str]) -> list[list[float]]:
+        """Embed queries in one call when the model offers ``embed_queries``."""
         _check_queries(queries)
         batch = getattr(self.embedding, "embed_queries", None)
         if callable(batch):
@@ -499,6 +500,8 @@ class MatryoshkaMilvus(VectorStore):
         batch = getattr(self.embedding, "aembed_queries", None)
         if callable(batch):
             return await batch(list(queries))
+        if callable(getattr(self.embedding, "embed_queries", None)):
+            return await asyncio.to_thread(self.embedding.embed_queries, list(queries))
         return list(await asyncio.gather(*(self.embedding.aembed_query(q) for q in queries)))
 
     # ------------------------------------------------------------------ search API
