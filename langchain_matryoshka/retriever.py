@@ -234,7 +234,9 @@ class FunnelRetriever(BaseRetriever):
         runs = []
         for query, conf in zip(inputs, get_config_list(config, len(inputs))):
             configure, run = self._run_args(ensure_config(conf))
-            runs.append(CallbackManager.configure(**configure).on_retriever_start(None, query, **run))
+            runs.append(
+                CallbackManager.configure(**configure).on_retriever_start(None, query, **run)
+            )
         try:
             results = self.vectorstore.search_batch_with_score(inputs, call.k, **call.options)
         except Exception as exc:
@@ -277,4 +279,3 @@ class FunnelRetriever(BaseRetriever):
         for run_manager, docs in zip(runs, documents):
             await run_manager.on_retriever_end(docs)
         return documents
-

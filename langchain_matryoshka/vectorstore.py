@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -16,6 +14,7 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from . import _milvus
+from ._validation import check_queries, prepare_texts, reject_unknown
 from .errors import ConfigurationError, DimensionMismatchError, InvalidInputError
 from .funnel import (
     FunnelPlan,
@@ -161,9 +160,7 @@ class MatryoshkaMilvus(VectorStore):
                 f"collection_name={collection_name!r} must be a non-empty string"
             )
         if client is not None and connection_args is not None:
-            raise ConfigurationError(
-                "pass either client= or connection_args=, not both"
-            )
+            raise ConfigurationError("pass either client= or connection_args=, not both")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigurationError(
                 f"batch_size={batch_size!r} must be a positive integer, e.g. 1000"
@@ -250,76 +247,8 @@ class MatryoshkaMilvus(VectorStore):
                 self._layout = layout
             return self._layout
 
-    def _prepare_texts(
-        self,
-        texts: Iterable[str],
-        metadatas: list[dict] | None,
-        ids: list[str | None] | None,
-    ) -> tuple[list[str], list[dict], list[str]]:
-        """Validate a write before anything is embedded or written."""
-        if isinstance(texts, str):
-            raise InvalidInputError(
-                "texts is a single string; pass a list of texts, e.g. [text]"
-            )
-        texts = list(texts)
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise InvalidInputError(
-                    f"texts[{i}] is {type(text).__name__}, not str; pass strings"
-                )
-        n = len(texts)
-        if metadatas is not None and len(metadatas) != n:
-            raise InvalidInputError(
-                f"got {n} texts but {len(metadatas)} metadatas; pass one metadata dict per text"
-            )
-        if ids is not None and len(ids) != n:
-            raise InvalidInputError(
-                f"got {n} texts but {len(ids)} ids; pass one id per text"
-            )
-        out_ids = [
-            uuid.uuid4().hex if ids is None or ids[i] is None else ids[i] for i in range(n)
-        ]
-        seen: set[str] = set()
-        for doc_id in out_ids:
-            if not isinstance(doc_id, str) or not doc_id:
-                raise InvalidInputError(
-                    f"id {doc_id!r} is not a non-empty string; pass string ids"
-                )
-            if len(doc_id.encode("utf-8")) > _milvus.ID_MAX_LENGTH:
-                raise InvalidInputError(
-                    f"id {doc_id[:40]!r}... is longer than {_milvus.ID_MAX_LENGTH} bytes; "
-                    "pass shorter ids (e.g. a hash of the long one)"
-                )
-            if doc_id in seen:
-                raise InvalidInputError(
-                    f"id {doc_id!r} appears twice in one call; pass each id once "
-                    "(re-adding an id in a later call replaces its row)"
-                )
-            seen.add(doc_id)
-        limit = self._layout.text_max_length if self._layout else self.text_max_length
-        for doc_id, text in zip(out_ids, texts):
-            if len(text.encode("utf-8")) > limit:
-                raise InvalidInputError(
-                    f"text of document {doc_id!r} is {len(text.encode('utf-8'))} bytes, over "
-                    f"the collection's limit of {limit}; split it into chunks (e.g. with a "
-                    "LangChain text splitter) before adding"
-                )
-        metas = []
-        for doc_id, meta in zip(out_ids, metadatas or [{}] * n):
-            meta = {} if meta is None else meta
-            if not isinstance(meta, Mapping):
-                raise InvalidInputError(
-                    f"metadata of document {doc_id!r} is {type(meta).__name__}, not a dict"
-                )
-            try:
-                json.dumps(meta, allow_nan=False)
-            except (TypeError, ValueError) as exc:
-                raise InvalidInputError(
-                    f"metadata of document {doc_id!r} is not JSON-serialisable ({exc}); "
-                    "convert its values to strings, numbers, booleans, lists or dicts"
-                ) from None
-            metas.append(dict(meta))
-        return texts, metas, out_ids
+    def _text_limit(self) -> int:
+        return self._layout.text_max_length if self._layout else self.text_max_length
 
     def add_embeddings(
         self,
@@ -334,7 +263,7 @@ class MatryoshkaMilvus(VectorStore):
         Re-adding an id replaces its row. Everything is validated before the first
         row is written.
         """
-        texts, metas, ids_out = self._prepare_texts(texts, metadatas, ids)
+        texts, metas, ids_out = prepare_texts(texts, metadatas, ids, self._text_limit())
         return self._write(texts, metas, ids_out, embeddings)
 
     def _write(
@@ -365,8 +294,8 @@ class MatryoshkaMilvus(VectorStore):
         Re-adding an id replaces its row and never duplicates it. Nothing is written
         if any text, id, metadata or embedding is invalid.
         """
-        _reject_unknown(kwargs, (), "add_texts")
-        texts, metas, ids_out = self._prepare_texts(texts, metadatas, ids)
+        reject_unknown(kwargs, (), "add_texts")
+        texts, metas, ids_out = prepare_texts(texts, metadatas, ids, self._text_limit())
         if not texts:
             return []
         return self._write(texts, metas, ids_out, self.embedding.embed_documents(texts))
@@ -379,8 +308,8 @@ class MatryoshkaMilvus(VectorStore):
         ids: list[str | None] | None = None,
         **kwargs: Any,
     ) -> list[str]:
-        _reject_unknown(kwargs, (), "aadd_texts")
-        texts, metas, ids_out = self._prepare_texts(texts, metadatas, ids)
+        reject_unknown(kwargs, (), "aadd_texts")
+        texts, metas, ids_out = prepare_texts(texts, metadatas, ids, self._text_limit())
         if not texts:
             return []
         vectors = await self.embedding.aembed_documents(texts)
@@ -395,7 +324,7 @@ class MatryoshkaMilvus(VectorStore):
         **kwargs: Any,
     ) -> bool:
         """Delete by ids (missing ids are ignored), or by ``expr`` / ``filter``."""
-        _reject_unknown(kwargs, (), "delete")
+        reject_unknown(kwargs, (), "delete")
         where = _milvus.combine_exprs(expr, _milvus.filter_to_expr(filter))
         if ids is None and not where:
             raise InvalidInputError(
@@ -408,9 +337,7 @@ class MatryoshkaMilvus(VectorStore):
             if bad:
                 raise InvalidInputError(f"id {bad[0]!r} is not a string; pass string ids")
             if where:
-                raise InvalidInputError(
-                    "delete() got both ids and a condition; pass one of them"
-                )
+                raise InvalidInputError("delete() got both ids and a condition; pass one of them")
         if self._layout is None or (ids is not None and not ids):
             return True
         self._collection.delete(ids=ids, expr=where)
@@ -441,7 +368,7 @@ class MatryoshkaMilvus(VectorStore):
 
     def _plan(self, k: int, options: Mapping[str, Any]) -> _Planned | None:
         """Validate a search; None when the store is still empty (no collection)."""
-        _reject_unknown(options, SEARCH_OPTIONS, "search")
+        reject_unknown(options, SEARCH_OPTIONS, "search")
         expr = _milvus.combine_exprs(
             options.get("expr"), _milvus.filter_to_expr(options.get("filter"))
         )
@@ -489,14 +416,14 @@ class MatryoshkaMilvus(VectorStore):
 
     def _embed_queries(self, queries: Sequence[str]) -> list[list[float]]:
         """Embed queries in one call when the model offers ``embed_queries``."""
-        _check_queries(queries)
+        check_queries(queries)
         batch = getattr(self.embedding, "embed_queries", None)
         if callable(batch):
             return batch(list(queries))
         return [self.embedding.embed_query(q) for q in queries]
 
     async def _aembed_queries(self, queries: Sequence[str]) -> list[list[float]]:
-        _check_queries(queries)
+        check_queries(queries)
         batch = getattr(self.embedding, "aembed_queries", None)
         if callable(batch):
             return await batch(list(queries))
@@ -511,7 +438,7 @@ class MatryoshkaMilvus(VectorStore):
     ) -> list[list[tuple[Document, float]]]:
         """Funnel search for many queries: one embedding call and one Milvus search."""
         planned = self._plan(k, kwargs)
-        _check_queries(queries)
+        check_queries(queries)
         if planned is None:
             return [[] for _ in queries]
         return _pairs(self._search(np.asarray(self._embed_queries(queries)), planned))
@@ -520,7 +447,7 @@ class MatryoshkaMilvus(VectorStore):
         self, queries: Sequence[str], k: int = 4, **kwargs: Any
     ) -> list[list[tuple[Document, float]]]:
         planned = self._plan(k, kwargs)
-        _check_queries(queries)
+        check_queries(queries)
         if planned is None:
             return [[] for _ in queries]
         vectors = await self._aembed_queries(queries)
@@ -544,9 +471,7 @@ class MatryoshkaMilvus(VectorStore):
     def similarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
         return [doc for doc, _ in self.similarity_search_with_score(query, k, **kwargs)]
 
-    async def asimilarity_search(
-        self, query: str, k: int = 4, **kwargs: Any
-    ) -> list[Document]:
+    async def asimilarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
         return [doc for doc, _ in await self.asimilarity_search_with_score(query, k, **kwargs)]
 
     def similarity_search_with_score_by_vector(
@@ -608,7 +533,7 @@ class MatryoshkaMilvus(VectorStore):
         """Diverse results: MMR on full vectors over the funnel's top ``fetch_k``."""
         planned = self._mmr_plan(k, fetch_k, lambda_mult, kwargs)
         if planned is None:
-            _check_queries([query])
+            check_queries([query])
             return []
         embedding = self._embed_queries([query])[0]
         return _mmr(embedding, self._search(np.asarray([embedding]), planned)[0], k, lambda_mult)
@@ -623,7 +548,7 @@ class MatryoshkaMilvus(VectorStore):
     ) -> list[Document]:
         planned = self._mmr_plan(k, fetch_k, lambda_mult, kwargs)
         if planned is None:
-            _check_queries([query])
+            check_queries([query])
             return []
         embedding = (await self._aembed_queries([query]))[0]
         hits = (await asyncio.to_thread(self._search, np.asarray([embedding]), planned))[0]
@@ -695,25 +620,6 @@ class MatryoshkaMilvus(VectorStore):
             self.client.close()
 
 
-def _reject_unknown(options: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ConfigurationError(
-            f"unknown option(s) {', '.join(map(repr, unknown))} for {where}; "
-            f"allowed: {', '.join(allowed) if allowed else 'none'}"
-        )
-
-
-def _check_queries(queries: Sequence[str]) -> None:
-    if isinstance(queries, str):
-        raise InvalidInputError("queries is a single string; pass a list of queries")
-    for query in queries:
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidInputError(
-                f"query {query!r} is empty or not a string; pass the text to search for"
-            )
-
-
 def _to_document(doc_id: str, row: Mapping[str, Any]) -> Document:
     return Document(
         id=doc_id,
@@ -726,9 +632,7 @@ def _pairs(results: list[list[Hit]]) -> list[list[tuple[Document, float]]]:
     return [[(hit.document, hit.score) for hit in hits] for hits in results]
 
 
-def _mmr(
-    embedding: Sequence[float], hits: list[Hit], k: int, lambda_mult: float
-) -> list[Document]:
+def _mmr(embedding: Sequence[float], hits: list[Hit], k: int, lambda_mult: float) -> list[Document]:
     if not hits:
         return []
     picked = maximal_marginal_relevance(
