@@ -39,6 +39,7 @@ __all__ = [
     "MAX_CANDIDATES",
     "FunnelPlan",
     "FunnelResult",
+    "StreamingTopK",
     "check_vectors",
     "default_candidates",
     "default_scales",
@@ -351,3 +352,43 @@ def exact_top_k(
     part_scores = np.take_along_axis(sims, part, axis=1)
     order = np.argsort(-part_scores, axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
+
+
+class StreamingTopK:
+    """Exact cosine top ``k`` over a corpus seen in batches, in bounded memory.
+
+    ``push`` each batch of corpus vectors (its rows numbered from ``offset``);
+    ``result`` gives ``(indices [n_queries, k], scores [n_queries, k])``, best first,
+    -1 / NaN where the corpus held fewer than ``k`` rows.
+    """
+
+    def __init__(self, queries: np.ndarray, k: int) -> None:
+        q = np.asarray(queries, dtype=np.float32)
+        self.q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        self.k = k
+        self.idx = np.full((len(q), 0), -1, dtype=np.int64)  # [nq, <=k]
+        self.scores = np.full((len(q), 0), -np.inf, dtype=np.float32)
+
+    def push(self, vectors: np.ndarray, offset: int) -> None:
+        c = np.asarray(vectors, dtype=np.float32)
+        if len(c) == 0:
+            return
+        c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+        sims = self.q @ c.T  # [nq, batch]
+        scores = np.concatenate([self.scores, sims], axis=1)
+        idx = np.concatenate(
+            [self.idx, np.broadcast_to(np.arange(offset, offset + len(c)), sims.shape)], axis=1
+        )
+        width = min(self.k, scores.shape[1])
+        sel = np.argpartition(-scores, width - 1, axis=1)[:, :width]
+        self.scores = np.take_along_axis(scores, sel, axis=1)
+        self.idx = np.take_along_axis(idx, sel, axis=1)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(-self.scores, axis=1, kind="stable")
+        idx = np.full((len(self.q), self.k), -1, dtype=np.int64)
+        scores = np.full((len(self.q), self.k), np.nan, dtype=np.float32)
+        width = self.idx.shape[1]
+        idx[:, :width] = np.take_along_axis(self.idx, order, axis=1)
+        scores[:, :width] = np.take_along_axis(self.scores, order, axis=1)
+        return idx, scores

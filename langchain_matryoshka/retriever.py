@@ -14,14 +14,40 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config, get_config_list
-from pydantic import ConfigDict
+from pydantic import ConfigDict, ValidationError
 
+from ._engine import SEARCH_OPTIONS
 from .errors import ConfigurationError
 from .funnel import make_plan
-from .vectorstore import SEARCH_OPTIONS, MatryoshkaMilvus
+from .vectorstore import MatryoshkaMilvus
 
 SearchType = Literal["similarity", "mmr", "similarity_score_threshold"]
 _CALL_OPTIONS = ("k", "search_type", "score_threshold", "fetch_k", "lambda_mult", *SEARCH_OPTIONS)
+
+
+_EXAMPLES = {
+    "vectorstore": "vectorstore=MatryoshkaMilvus(...)",
+    "search_type": "search_type='similarity' (or 'mmr', 'similarity_score_threshold')",
+    "k": "k=4",
+    "candidates": "candidates=128",
+    "scales": "scales=[256, 512, 768]",
+    "prune_ratio": "prune_ratio=0.5",
+    "expr": "expr='metadata[\"year\"] >= 2020'",
+    "filter": "filter={'source': 'a.txt'}",
+    "score_threshold": "score_threshold=0.7",
+    "fetch_k": "fetch_k=20",
+    "lambda_mult": "lambda_mult=0.5",
+}
+
+
+def _invalid_field(exc: ValidationError) -> ConfigurationError:
+    """A pydantic type error on a retriever field, as the package's ConfigurationError."""
+    parts = []
+    for err in exc.errors():
+        name = str(err["loc"][0]) if err.get("loc") else "?"
+        example = _EXAMPLES.get(name, "see FunnelRetriever's fields")
+        parts.append(f"{name}={err.get('input')!r} is invalid ({err['msg']}); pass e.g. {example}")
+    return ConfigurationError("; ".join(parts))
 
 
 class _Call(NamedTuple):
@@ -138,7 +164,10 @@ class FunnelRetriever(BaseRetriever):
                 f"unknown FunnelRetriever option(s) {', '.join(map(repr, unknown))}; "
                 f"allowed: {', '.join(_CALL_OPTIONS)} (and tags, metadata)"
             )
-        super().__init__(**data)
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:  # a wrong type: raise the package's own error
+            raise _invalid_field(exc) from None
         self._call({})  # validate the settings once, raising the package's own errors
 
     def _call(self, overrides: dict[str, Any]) -> _Call:

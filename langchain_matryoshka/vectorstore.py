@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from langchain_core.documents import Document
@@ -14,40 +13,15 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from . import _milvus
+from ._engine import Engine, Hit, Planned
 from ._validation import check_queries, prepare_texts, reject_unknown
-from .errors import ConfigurationError, DimensionMismatchError, InvalidInputError
-from .funnel import (
-    FunnelPlan,
-    check_vectors,
-    default_search_dim,
-    funnel_rerank,
-    head_of,
-    make_plan,
-    validate_search_dim,
-)
+from .errors import ConfigurationError, InvalidInputError
+from .funnel import make_plan
+from .rotation import DEFAULT_SAMPLE
 
 if TYPE_CHECKING:
+    from .calibration import CalibrationResult
     from .retriever import FunnelRetriever
-
-#: Per-call search options accepted by every search method and the retriever.
-SEARCH_OPTIONS = ("candidates", "scales", "prune_ratio", "expr", "filter")
-
-
-class _Planned(NamedTuple):
-    """A validated search: the funnel, the filter expression, the collection's dims."""
-
-    plan: FunnelPlan
-    expr: str
-    layout: _milvus.Layout
-
-
-class Hit(NamedTuple):
-    """One search result: the document, its full-dimension cosine, its full vector."""
-
-    document: Document
-    score: float
-    vector: np.ndarray
-
 
 class MatryoshkaMilvus(VectorStore):
     """Milvus vector store that indexes a short head of Matryoshka embeddings.
@@ -148,6 +122,8 @@ class MatryoshkaMilvus(VectorStore):
         consistency_level: str = "Strong",
         text_max_length: int = _milvus.TEXT_MAX_LENGTH,
         batch_size: int = 1000,
+        rotation: str | None = None,
+        rotation_sample: int = DEFAULT_SAMPLE,
         drop_old: bool = False,
     ) -> None:
         if not isinstance(embedding, Embeddings):
@@ -180,31 +156,29 @@ class MatryoshkaMilvus(VectorStore):
             lite = _milvus.client_is_lite(client)
             self._owns_client = False
         self.client = client
-        self._collection = _milvus.MilvusCollection(
+        common = {"lite": lite, "consistency_level": consistency_level}
+        collection = _milvus.MilvusCollection(
             client,
             collection_name,
-            lite=lite,
-            consistency_level=consistency_level,
             index_type=index_type,
             index_params=index_params,
             search_params=search_params,
+            **common,
         )
-        self._requested_search_dim = (
-            None if search_dim is None else validate_search_dim(search_dim, None)
-        )
-        self._defaults = {"candidates": candidates, "scales": scales, "prune_ratio": prune_ratio}
-        self._lock = threading.Lock()
+        meta = _milvus.MetaCollection(client, collection_name, **common)
         if drop_old:
-            self._collection.drop()
-        self._layout = self._collection.open()
-        if self._layout is not None:
-            if self._requested_search_dim not in (None, self._layout.search_dim):
-                raise DimensionMismatchError(
-                    f"collection {collection_name!r} indexes a {self._layout.search_dim}-dim "
-                    f"head but search_dim={self._requested_search_dim} was passed; omit "
-                    "search_dim, pass the collection's, or use drop_old=True to rebuild"
-                )
-            self._check_defaults(self._layout)
+            collection.drop()
+            meta.drop()
+        self._engine = Engine(
+            collection,
+            meta,
+            search_dim=search_dim,
+            defaults={"candidates": candidates, "scales": scales, "prune_ratio": prune_ratio},
+            text_max_length=text_max_length,
+            batch_size=batch_size,
+            rotation=rotation,
+            rotation_sample=rotation_sample,
+        )
 
     # ------------------------------------------------------------------ properties
 
@@ -215,40 +189,32 @@ class MatryoshkaMilvus(VectorStore):
     @property
     def dim(self) -> int | None:
         """Full embedding dimension of the collection (None before the first write)."""
-        return None if self._layout is None else self._layout.dim
+        return self._engine.dim
 
     @property
     def search_dim(self) -> int | None:
         """Dimensions indexed in Milvus (None before the first write if not given)."""
-        if self._layout is not None:
-            return self._layout.search_dim
-        return self._requested_search_dim
+        layout = self._engine.layout
+        return layout.search_dim if layout else self._engine.requested_search_dim
 
-    def _check_defaults(self, layout: _milvus.Layout) -> None:
-        """Validate the store's funnel defaults once the dimensions are known."""
-        make_plan(dim=layout.dim, search_dim=layout.search_dim, k=1, **self._defaults)
+    @property
+    def rotation(self) -> np.ndarray | None:
+        """The orthogonal ``[dim, dim]`` basis applied to every vector, if any."""
+        return self._engine.basis
+
+    @property
+    def funnel_defaults(self) -> dict[str, Any]:
+        """candidates / scales / prune_ratio used when a call sets none (None: built-in)."""
+        return self._engine.defaults()
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         return lambda score: (1.0 + score) / 2.0
 
     # ------------------------------------------------------------------ writes
 
-    def _ensure_collection(self, dim: int) -> _milvus.Layout:
-        with self._lock:
-            if self._layout is None:
-                search_dim = self._requested_search_dim or default_search_dim(dim)
-                layout = _milvus.Layout(
-                    dim=dim,
-                    search_dim=validate_search_dim(search_dim, dim),
-                    text_max_length=self.text_max_length,
-                )
-                self._check_defaults(layout)
-                self._collection.create(layout)
-                self._layout = layout
-            return self._layout
-
     def _text_limit(self) -> int:
-        return self._layout.text_max_length if self._layout else self.text_max_length
+        layout = self._engine.layout
+        return layout.text_max_length if layout else self.text_max_length
 
     def add_embeddings(
         self,
@@ -264,22 +230,8 @@ class MatryoshkaMilvus(VectorStore):
         row is written.
         """
         texts, metas, ids_out = prepare_texts(texts, metadatas, ids, self._text_limit())
-        return self._write(texts, metas, ids_out, embeddings)
-
-    def _write(
-        self, texts: list[str], metas: list[dict], ids: list[str], embeddings: Any
-    ) -> list[str]:
-        if not texts:
-            return []
-        vectors = check_vectors(embeddings, self.dim, "document embeddings")
-        if len(vectors) != len(texts):
-            raise InvalidInputError(
-                f"got {len(texts)} texts but {len(vectors)} embeddings; pass one per text"
-            )
-        layout = self._ensure_collection(vectors.shape[1])
-        rows = _milvus.make_rows(ids, texts, metas, head_of(vectors, layout.search_dim), vectors)
-        self._collection.upsert(rows, self.batch_size)
-        return ids
+        self._engine.write(texts, metas, ids_out, embeddings)
+        return ids_out
 
     def add_texts(
         self,
@@ -298,7 +250,8 @@ class MatryoshkaMilvus(VectorStore):
         texts, metas, ids_out = prepare_texts(texts, metadatas, ids, self._text_limit())
         if not texts:
             return []
-        return self._write(texts, metas, ids_out, self.embedding.embed_documents(texts))
+        self._engine.write(texts, metas, ids_out, self.embedding.embed_documents(texts))
+        return ids_out
 
     async def aadd_texts(
         self,
@@ -313,7 +266,8 @@ class MatryoshkaMilvus(VectorStore):
         if not texts:
             return []
         vectors = await self.embedding.aembed_documents(texts)
-        return await asyncio.to_thread(self._write, texts, metas, ids_out, vectors)
+        await asyncio.to_thread(self._engine.write, texts, metas, ids_out, vectors)
+        return ids_out
 
     def delete(
         self,
@@ -338,9 +292,9 @@ class MatryoshkaMilvus(VectorStore):
                 raise InvalidInputError(f"id {bad[0]!r} is not a string; pass string ids")
             if where:
                 raise InvalidInputError("delete() got both ids and a condition; pass one of them")
-        if self._layout is None or (ids is not None and not ids):
+        if self._engine.layout is None or (ids is not None and not ids):
             return True
-        self._collection.delete(ids=ids, expr=where)
+        self._engine.collection.delete(ids=ids, expr=where)
         return True
 
     async def adelete(
@@ -356,63 +310,15 @@ class MatryoshkaMilvus(VectorStore):
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Documents with these ids, in the order given; missing ids are skipped."""
         ids = list(ids)
-        if self._layout is None or not ids:
+        if self._engine.layout is None or not ids:
             return []
-        rows = {str(r[_milvus.FIELD_ID]): r for r in self._collection.get(ids)}
+        rows = {str(r[_milvus.FIELD_ID]): r for r in self._engine.collection.get(ids)}
         return [_to_document(i, rows[i]) for i in ids if i in rows]
 
     async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         return await asyncio.to_thread(self.get_by_ids, ids)
 
     # ------------------------------------------------------------------ search core
-
-    def _plan(self, k: int, options: Mapping[str, Any]) -> _Planned | None:
-        """Validate a search; None when the store is still empty (no collection)."""
-        reject_unknown(options, SEARCH_OPTIONS, "search")
-        expr = _milvus.combine_exprs(
-            options.get("expr"), _milvus.filter_to_expr(options.get("filter"))
-        )
-        layout = self._layout
-        if layout is None:
-            make_plan(dim=2, search_dim=1, k=k, candidates=options.get("candidates"))
-            return None
-        settings = {
-            name: options[name] if options.get(name) is not None else self._defaults[name]
-            for name in ("candidates", "scales", "prune_ratio")
-        }
-        if options.get("candidates") is None and self._defaults["candidates"] is not None:
-            settings["candidates"] = max(self._defaults["candidates"], k)
-        plan = make_plan(dim=layout.dim, search_dim=layout.search_dim, k=k, **settings)
-        return _Planned(plan, expr, layout)
-
-    def _search(self, queries: np.ndarray, planned: _Planned | None) -> list[list[Hit]]:
-        """One head search for all queries, then the funnel: the shared core."""
-        if planned is None:
-            return [[] for _ in range(len(queries))]
-        plan, expr, layout = planned
-        queries = check_vectors(queries, layout.dim, "query embeddings")
-        cands = self._collection.search(
-            head_of(queries, layout.search_dim), plan.candidates, expr, layout.dim
-        )
-        ranked = funnel_rerank(queries, cands.vectors, cands.n_valid, plan)
-        results = []
-        for q, (row_idx, row_scores) in enumerate(zip(ranked.indices, ranked.scores)):
-            results.append(
-                [
-                    Hit(
-                        Document(
-                            id=cands.ids[q][j],
-                            page_content=cands.texts[q][j],
-                            metadata=cands.metadatas[q][j],
-                        ),
-                        float(score),
-                        cands.vectors[q, j],
-                    )
-                    for j, score in zip(row_idx.tolist(), row_scores.tolist())
-                    if j >= 0
-                ]
-            )
-        return results
 
     def _embed_queries(self, queries: Sequence[str]) -> list[list[float]]:
         """Embed queries in one call when the model offers ``embed_queries``."""
@@ -437,21 +343,21 @@ class MatryoshkaMilvus(VectorStore):
         self, queries: Sequence[str], k: int = 4, **kwargs: Any
     ) -> list[list[tuple[Document, float]]]:
         """Funnel search for many queries: one embedding call and one Milvus search."""
-        planned = self._plan(k, kwargs)
+        planned = self._engine.plan(k, kwargs)
         check_queries(queries)
         if planned is None:
             return [[] for _ in queries]
-        return _pairs(self._search(np.asarray(self._embed_queries(queries)), planned))
+        return _pairs(self._engine.search(np.asarray(self._embed_queries(queries)), planned))
 
     async def asearch_batch_with_score(
         self, queries: Sequence[str], k: int = 4, **kwargs: Any
     ) -> list[list[tuple[Document, float]]]:
-        planned = self._plan(k, kwargs)
+        planned = self._engine.plan(k, kwargs)
         check_queries(queries)
         if planned is None:
             return [[] for _ in queries]
         vectors = await self._aembed_queries(queries)
-        return _pairs(await asyncio.to_thread(self._search, np.asarray(vectors), planned))
+        return _pairs(await asyncio.to_thread(self._engine.search, np.asarray(vectors), planned))
 
     def similarity_search_with_score(
         self, query: str, k: int = 4, **kwargs: Any
@@ -478,13 +384,13 @@ class MatryoshkaMilvus(VectorStore):
         self, embedding: Sequence[float], k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """Like :meth:`similarity_search_with_score` for a full query embedding."""
-        return _pairs(self._search(np.asarray([embedding]), self._plan(k, kwargs)))[0]
+        return _pairs(self._engine.search(np.asarray([embedding]), self._engine.plan(k, kwargs)))[0]
 
     async def asimilarity_search_with_score_by_vector(
         self, embedding: Sequence[float], k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        planned = self._plan(k, kwargs)
-        return _pairs(await asyncio.to_thread(self._search, np.asarray([embedding]), planned))[0]
+        planned = self._engine.plan(k, kwargs)
+        return _pairs(await asyncio.to_thread(self._engine.search, np.asarray([embedding]), planned))[0]
 
     def similarity_search_by_vector(
         self, embedding: list[float], k: int = 4, **kwargs: Any
@@ -507,7 +413,7 @@ class MatryoshkaMilvus(VectorStore):
     ) -> list[Document]:
         """MMR on full vectors over the funnel's top ``fetch_k``."""
         planned = self._mmr_plan(k, fetch_k, lambda_mult, kwargs)
-        hits = self._search(np.asarray([embedding]), planned)[0]
+        hits = self._engine.search(np.asarray([embedding]), planned)[0]
         return _mmr(embedding, hits, k, lambda_mult)
 
     async def amax_marginal_relevance_search_by_vector(
@@ -519,7 +425,7 @@ class MatryoshkaMilvus(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         planned = self._mmr_plan(k, fetch_k, lambda_mult, kwargs)
-        hits = (await asyncio.to_thread(self._search, np.asarray([embedding]), planned))[0]
+        hits = (await asyncio.to_thread(self._engine.search, np.asarray([embedding]), planned))[0]
         return _mmr(embedding, hits, k, lambda_mult)
 
     def max_marginal_relevance_search(
@@ -536,7 +442,7 @@ class MatryoshkaMilvus(VectorStore):
             check_queries([query])
             return []
         embedding = self._embed_queries([query])[0]
-        return _mmr(embedding, self._search(np.asarray([embedding]), planned)[0], k, lambda_mult)
+        return _mmr(embedding, self._engine.search(np.asarray([embedding]), planned)[0], k, lambda_mult)
 
     async def amax_marginal_relevance_search(
         self,
@@ -551,12 +457,12 @@ class MatryoshkaMilvus(VectorStore):
             check_queries([query])
             return []
         embedding = (await self._aembed_queries([query]))[0]
-        hits = (await asyncio.to_thread(self._search, np.asarray([embedding]), planned))[0]
+        hits = (await asyncio.to_thread(self._engine.search, np.asarray([embedding]), planned))[0]
         return _mmr(embedding, hits, k, lambda_mult)
 
     def _mmr_plan(
         self, k: int, fetch_k: int, lambda_mult: float, options: Mapping[str, Any]
-    ) -> _Planned | None:
+    ) -> Planned | None:
         make_plan(dim=2, search_dim=1, k=k)  # validates k
         if isinstance(fetch_k, bool) or not isinstance(fetch_k, int) or fetch_k < k:
             raise ConfigurationError(
@@ -567,7 +473,7 @@ class MatryoshkaMilvus(VectorStore):
                 f"lambda_mult={lambda_mult!r} must be in [0, 1] (1: relevance only, "
                 "0: diversity only); pass e.g. 0.5"
             )
-        return self._plan(fetch_k, options)
+        return self._engine.plan(fetch_k, options)
 
     # ------------------------------------------------------------------ construction
 
@@ -613,6 +519,29 @@ class MatryoshkaMilvus(VectorStore):
         search_kwargs = dict(kwargs.pop("search_kwargs", None) or {})
         tags = list(kwargs.pop("tags", None) or []) + self._get_retriever_tags()
         return FunnelRetriever(vectorstore=self, tags=tags, **kwargs, **search_kwargs)
+
+    def calibrate(
+        self, queries: Sequence[str] | None = None, **kwargs: Any
+    ) -> CalibrationResult:
+        """Find and persist the cheapest funnel reaching a target recall@k.
+
+        ``queries``: held-out query texts (None: pseudo-queries sampled from the
+        stored documents). Keyword options: ``k`` (10), ``target_recall`` (0.99),
+        ``n_pseudo`` (200), ``candidate_grid``, ``prune_ratios`` ((0.5, 1.0)),
+        ``scales``, ``persist`` (True), ``seed``, ``show_progress``. See
+        :func:`langchain_matryoshka.calibration.calibrate`.
+        """
+        from .calibration import calibrate
+
+        return calibrate(self, queries, **kwargs)
+
+    def exact_search_with_score(
+        self, query: str, k: int = 4
+    ) -> list[tuple[str, float]]:
+        """Exact full-dimension cosine top ``k`` ids over every stored row (slow; a reference)."""
+        make_plan(dim=2, search_dim=1, k=k)
+        ids, scores = self._engine.exact(self._embed_queries([query]), k)
+        return list(zip(ids[0], scores[0].tolist()))
 
     def close(self) -> None:
         """Close the Milvus client if this store opened it."""

@@ -70,7 +70,7 @@ def test_documents_round_trip_with_ids_and_metadata(store) -> None:
 def test_readding_an_id_replaces_the_row(store, table) -> None:
     table.table["new text"] = table.table["doc 5"]
     store.add_texts(["new text"], [{"v": 2}], ids=["id5"])
-    assert store._collection.count() == 200
+    assert store._engine.collection.count() == 200
     assert store.get_by_ids(["id5"]) == [
         Document(id="id5", page_content="new text", metadata={"v": 2})
     ]
@@ -91,10 +91,16 @@ def test_writes_are_batched(lite_uri, corpus, table) -> None:
     store = MatryoshkaMilvus(table, connection_args={"uri": lite_uri}, search_dim=8, batch_size=7)
     seen = []
     upsert = store.client.upsert
-    store.client.upsert = lambda name, rows, **kw: (seen.append(len(rows)), upsert(name, rows, **kw))[1]
+
+    def spy(name, rows, **kw):
+        if name == store.collection_name:
+            seen.append(len(rows))
+        return upsert(name, rows, **kw)
+
+    store.client.upsert = spy
     store.add_texts(texts[:50], ids=[f"b{i}" for i in range(50)])
     assert seen == [7] * 7 + [1]
-    assert store._collection.count() == 50
+    assert store._engine.collection.count() == 50
 
 
 def test_delete_by_ids_missing_ids_and_filter(store) -> None:
@@ -102,7 +108,7 @@ def test_delete_by_ids_missing_ids_and_filter(store) -> None:
     assert store.delete([]) is True
     assert store.get_by_ids(["id1", "id2", "id3"])[0].id == "id3"
     store.delete(filter={"parity": "even"})
-    assert store._collection.count() == 99
+    assert store._engine.collection.count() == 99
     assert all(d.metadata["parity"] == "odd" for d in store.similarity_search("query 0", k=10))
     with pytest.raises(InvalidInputError, match="delete\\(\\) got no ids"):
         store.delete()
@@ -296,4 +302,4 @@ def test_bad_input_is_refused_before_writing(store) -> None:
     with pytest.raises(ConfigurationError, match="unknown option\\(s\\) 'nprobe'"):
         store.similarity_search("query 0", nprobe=3)
     assert store.get_by_ids(["x", "j"]) == []
-    assert store._collection.count() == 200
+    assert store._engine.collection.count() == 200

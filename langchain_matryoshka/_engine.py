@@ -1,0 +1,302 @@
+"""The store's sync core: state, writes and the funnel search, shared by sync and async.
+
+``MatryoshkaMilvus`` (LangChain API) and its async methods call these plain blocking
+methods; async ones run them on a worker thread. Every decision lives here once:
+collection creation, rotation, planning, the head search, reranking, result building.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+from langchain_core.documents import Document
+
+from . import _milvus
+from .errors import ConfigurationError, DimensionMismatchError, InvalidInputError
+from .funnel import (
+    FunnelPlan,
+    StreamingTopK,
+    check_vectors,
+    default_search_dim,
+    funnel_rerank,
+    head_of,
+    make_plan,
+    validate_search_dim,
+)
+from .rotation import check_orthogonal, fit_pca_rotation, rotate
+
+#: Per-call search options accepted by every search method and the retriever.
+SEARCH_OPTIONS = ("candidates", "scales", "prune_ratio", "expr", "filter")
+FUNNEL_SETTINGS = ("candidates", "scales", "prune_ratio")
+ROTATIONS = (None, "pca")
+_ROTATION_KEY = "rotation"
+
+
+class Planned(NamedTuple):
+    """A validated search: the funnel, the filter expression, the collection's dims."""
+
+    plan: FunnelPlan
+    expr: str
+    layout: _milvus.Layout
+
+
+class Hit(NamedTuple):
+    """One search result: the document, its full-dimension cosine, its stored vector."""
+
+    document: Document
+    score: float
+    vector: np.ndarray
+
+
+class Engine:
+    """Collection, settings collection, dimensions, rotation and funnel defaults."""
+
+    def __init__(
+        self,
+        collection: _milvus.MilvusCollection,
+        meta: _milvus.MetaCollection,
+        *,
+        search_dim: int | None,
+        defaults: Mapping[str, Any],
+        text_max_length: int,
+        batch_size: int,
+        rotation: str | None,
+        rotation_sample: int,
+    ) -> None:
+        if rotation not in ROTATIONS:
+            raise ConfigurationError(
+                f"rotation={rotation!r} is not supported; pass rotation='pca' (fit an "
+                "orthogonal basis on the documents) or None"
+            )
+        self.collection = collection
+        self.meta = meta
+        self.requested_search_dim = (
+            None if search_dim is None else validate_search_dim(search_dim, None)
+        )
+        self.explicit = {k: v for k, v in defaults.items() if v is not None}
+        self.text_max_length = text_max_length
+        self.batch_size = batch_size
+        self.rotation = rotation
+        self.rotation_sample = rotation_sample
+        self.lock = threading.Lock()
+        self.basis: np.ndarray | None = None
+        self.config: dict[str, Any] = {}
+        self.layout = collection.open()
+        if self.layout is not None:
+            self._load(self.layout)
+
+    # ------------------------------------------------------------------ state
+
+    def _load(self, layout: _milvus.Layout) -> None:
+        """Read the dims check, stored settings and rotation of an existing collection."""
+        name = self.collection.name
+        if self.requested_search_dim not in (None, layout.search_dim):
+            raise DimensionMismatchError(
+                f"collection {name!r} indexes a {layout.search_dim}-dim head but "
+                f"search_dim={self.requested_search_dim} was passed; omit search_dim, pass "
+                "the collection's, or use drop_old=True to rebuild"
+            )
+        self.config = self.meta.read_config()
+        stored_rotation = self.config.get(_ROTATION_KEY)
+        if self.rotation is not None and stored_rotation != self.rotation:
+            raise ConfigurationError(
+                f"rotation={self.rotation!r} was passed but collection {name!r} was built "
+                f"with rotation={stored_rotation!r}; omit rotation to use the stored one, "
+                "or use drop_old=True to rebuild"
+            )
+        if stored_rotation is not None:
+            basis = self.meta.read_matrix(_ROTATION_KEY, layout.dim)
+            check_orthogonal(basis)
+            self.basis = basis
+        self.check_defaults(layout)
+
+    def defaults(self) -> dict[str, Any]:
+        """Funnel defaults: constructor arguments, else calibrated/stored ones, else None."""
+        stored = self.config.get("defaults", {})
+        return {name: self.explicit.get(name, stored.get(name)) for name in FUNNEL_SETTINGS}
+
+    def check_defaults(self, layout: _milvus.Layout) -> None:
+        make_plan(dim=layout.dim, search_dim=layout.search_dim, k=1, **self.defaults())
+
+    def save_defaults(self, settings: Mapping[str, Any], report: Mapping[str, Any]) -> None:
+        """Persist new funnel defaults (calibration) with the collection."""
+        with self.lock:
+            config = dict(self.config)
+            config["defaults"] = {k: settings[k] for k in FUNNEL_SETTINGS if k in settings}
+            config["calibration"] = dict(report)
+            self.meta.write_config(config)
+            self.config = config
+
+    def drop(self) -> None:
+        self.collection.drop()
+        self.meta.drop()
+
+    # ------------------------------------------------------------------ writes
+
+    def ensure_collection(self, vectors: np.ndarray) -> _milvus.Layout:
+        """Create the collection on the first write (fitting the rotation if asked)."""
+        with self.lock:
+            if self.layout is not None:
+                return self.layout
+            dim = vectors.shape[1]
+            search_dim = self.requested_search_dim or default_search_dim(dim)
+            layout = _milvus.Layout(
+                dim=dim,
+                search_dim=validate_search_dim(search_dim, dim),
+                text_max_length=self.text_max_length,
+            )
+            self.check_defaults(layout)
+            config: dict[str, Any] = {"version": 1, "dim": dim, "search_dim": layout.search_dim}
+            if self.rotation == "pca":
+                basis = fit_pca_rotation(vectors, sample=self.rotation_sample)
+                # Basis first, then the config naming it, then the collection: a crash
+                # in between leaves no collection, and the next write starts over.
+                self.meta.write_matrix(_ROTATION_KEY, basis)
+                config[_ROTATION_KEY] = self.rotation
+                config["rotation_fitted_on"] = int(min(len(vectors), self.rotation_sample))
+                self.basis = basis
+                self.meta.write_config(config)  # the settings collection only when needed
+            self.config = config
+            self.collection.create(layout)
+            self.layout = layout
+            return layout
+
+    def write(self, texts: list[str], metas: list[dict], ids: list[str], embeddings: Any) -> None:
+        """Upsert validated rows with their (rotated) full vectors and heads."""
+        if not texts:
+            return
+        vectors = check_vectors(embeddings, self.dim, "document embeddings")
+        if len(vectors) != len(texts):
+            raise InvalidInputError(
+                f"got {len(texts)} texts but {len(vectors)} embeddings; pass one per text"
+            )
+        layout = self.ensure_collection(vectors)
+        vectors = rotate(vectors, self.basis)
+        rows = _milvus.make_rows(ids, texts, metas, head_of(vectors, layout.search_dim), vectors)
+        self.collection.upsert(rows, self.batch_size)
+
+    @property
+    def dim(self) -> int | None:
+        return None if self.layout is None else self.layout.dim
+
+    # ------------------------------------------------------------------ search
+
+    def plan(self, k: int, options: Mapping[str, Any]) -> Planned | None:
+        """Validate a search; None while the store is empty (no collection yet)."""
+        from ._validation import reject_unknown
+
+        reject_unknown(options, SEARCH_OPTIONS, "search")
+        expr = _milvus.combine_exprs(
+            options.get("expr"), _milvus.filter_to_expr(options.get("filter"))
+        )
+        layout = self.layout
+        if layout is None:
+            make_plan(dim=2, search_dim=1, k=k, candidates=options.get("candidates"))
+            return None
+        defaults = self.defaults()
+        settings = {
+            name: options[name] if options.get(name) is not None else defaults[name]
+            for name in FUNNEL_SETTINGS
+        }
+        if options.get("candidates") is None and defaults["candidates"] is not None:
+            settings["candidates"] = max(defaults["candidates"], k)
+        plan = make_plan(dim=layout.dim, search_dim=layout.search_dim, k=k, **settings)
+        return Planned(plan, expr, layout)
+
+    def query_vectors(self, queries: Any, layout: _milvus.Layout) -> np.ndarray:
+        """Checked, rotated query embeddings ``[n, dim]``."""
+        return rotate(check_vectors(queries, layout.dim, "query embeddings"), self.basis)
+
+    def search(
+        self,
+        queries: Any,
+        planned: Planned | None,
+        timings: dict[str, float] | None = None,
+    ) -> list[list[Hit]]:
+        """One head search for all queries, then the funnel.
+
+        ``timings``, when given, receives seconds per stage: ``head_search`` (the
+        Milvus call), ``decode`` (hits to arrays), ``rerank`` (the funnel) and
+        ``documents`` (building results).
+        """
+        if planned is None:
+            return [[] for _ in range(len(queries))]
+        plan, expr, layout = planned
+        clock = _Clock(timings)
+        q = self.query_vectors(queries, layout)
+        hits = self.collection.search(head_of(q, layout.search_dim), plan.candidates, expr)
+        clock.lap("head_search")
+        cands = _milvus.hits_to_candidates(hits, layout.dim)
+        clock.lap("decode")
+        ranked = funnel_rerank(q, cands.vectors, cands.n_valid, plan)
+        clock.lap("rerank")
+        results = []
+        for qi, (row_idx, row_scores) in enumerate(zip(ranked.indices, ranked.scores)):
+            results.append(
+                [
+                    Hit(
+                        Document(
+                            id=cands.ids[qi][j],
+                            page_content=cands.texts[qi][j],
+                            metadata=cands.metadatas[qi][j],
+                        ),
+                        float(score),
+                        cands.vectors[qi, j],
+                    )
+                    for j, score in zip(row_idx.tolist(), row_scores.tolist())
+                    if j >= 0
+                ]
+            )
+        clock.lap("documents")
+        return results
+
+    def head_candidates(self, queries: Any, limit: int) -> tuple[np.ndarray, _milvus.Candidates]:
+        """Rotated queries and their head-search candidates, in head-score order."""
+        layout = self._require_layout()
+        q = self.query_vectors(queries, layout)
+        hits = self.collection.search(head_of(q, layout.search_dim), limit, "")
+        return q, _milvus.hits_to_candidates(hits, layout.dim)
+
+    def exact(
+        self, queries: Any, k: int, batch_size: int = 4096
+    ) -> tuple[list[list[str]], np.ndarray]:
+        """Exact full-dimension cosine top ``k`` over every stored row (streamed).
+
+        Memory stays at ``batch_size x dim`` floats of the collection plus the
+        running top ``k`` per query, whatever the collection's size.
+        """
+        layout = self._require_layout()
+        q = self.query_vectors(queries, layout)
+        top = StreamingTopK(q, k)
+        all_ids: list[str] = []
+        for ids, vectors in self.collection.iterate_vectors(batch_size):
+            top.push(vectors, offset=len(all_ids))
+            all_ids.extend(ids)
+        idx, scores = top.result()
+        return [[all_ids[j] for j in row if j >= 0] for row in idx.tolist()], scores
+
+    def _require_layout(self) -> _milvus.Layout:
+        if self.layout is None:
+            raise InvalidInputError(
+                f"collection {self.collection.name!r} is empty; add documents first"
+            )
+        return self.layout
+
+
+class _Clock:
+    """Accumulates stage durations into an optional dict."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
+            self.last = now
+

@@ -1,0 +1,222 @@
+"""Calibration: the cheapest funnel that reaches a target recall against exact search.
+
+The notebook leaves the candidate count to a hand-made rule of thumb. ``calibrate``
+measures it on the store itself:
+
+1. queries: held-out query texts, or pseudo-queries (stored documents, each excluded
+   from its own results) when none are given;
+2. ground truth: exact full-dimension cosine top ``k`` over every stored row, streamed
+   from Milvus in batches (bounded memory at any collection size);
+3. one head search per small chunk of queries at the largest candidate count of the
+   grid; smaller counts are the first ``c`` hits of the same head-ordered list, so
+   every (candidates, prune_ratio) point of the grid is reranked in numpy without
+   another Milvus call;
+4. the cheapest point whose mean recall@k reaches the target (fewest candidates, then
+   least rerank work) becomes the store's default, persisted with the collection.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import ConfigurationError
+from .funnel import MAX_CANDIDATES, funnel_rerank, make_plan
+
+if TYPE_CHECKING:
+    from .vectorstore import MatryoshkaMilvus
+
+#: Floats of candidate vectors held at once while calibrating (about 64 MB as float32).
+CANDIDATE_BUDGET = 16_000_000
+
+
+@dataclass(frozen=True)
+class CalibrationPoint:
+    """Recall of one funnel setting."""
+
+    candidates: int
+    prune_ratio: float
+    recall: float
+    """Mean recall@k against exact full-dimension search."""
+    rerank_madds: int
+    """Multiply-adds per query spent reranking (sum of survivors x segment length)."""
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    """What :func:`calibrate` measured and chose."""
+
+    k: int
+    target_recall: float
+    reached: bool
+    candidates: int | None
+    """Chosen candidate count (None if no point reached the target)."""
+    prune_ratio: float | None
+    scales: tuple[int, ...]
+    n_queries: int
+    pseudo_queries: bool
+    seconds: float
+    persisted: bool
+    curve: list[CalibrationPoint] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def table(self) -> str:
+        """The curve as a markdown table."""
+        lines = ["| candidates | prune_ratio | recall@k | rerank madds/query |", "|---|---|---|---|"]
+        for p in self.curve:
+            lines.append(
+                f"| {p.candidates} | {p.prune_ratio:g} | {p.recall:.4f} | {p.rerank_madds:,} |"
+            )
+        return "\n".join(lines)
+
+
+def default_grid(k: int, count: int) -> list[int]:
+    """Candidate counts tried: doubling from the first power of two >= k, up to 2048."""
+    start = 1 << max(0, math.ceil(math.log2(max(k, 1))))
+    grid = []
+    c = start
+    while c <= min(2048, MAX_CANDIDATES):
+        grid.append(c)
+        if c >= count:
+            break
+        c *= 2
+    return grid
+
+
+def _madds(plan_sizes: Sequence[int], scales: Sequence[int]) -> int:
+    bounds = [0, *scales]
+    return int(sum(n * (b - a) for n, a, b in zip(plan_sizes, bounds, bounds[1:])))
+
+
+def calibrate(
+    store: MatryoshkaMilvus,
+    queries: Sequence[str] | None = None,
+    *,
+    k: int = 10,
+    target_recall: float = 0.99,
+    n_pseudo: int = 200,
+    candidate_grid: Sequence[int] | None = None,
+    prune_ratios: Sequence[float] = (0.5, 1.0),
+    scales: Sequence[int] | None = None,
+    persist: bool = True,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> CalibrationResult:
+    """Find the cheapest funnel reaching ``target_recall`` (recall@k vs exact search).
+
+    See the module docstring for the method. With ``persist`` the chosen
+    ``candidates``, ``prune_ratio`` and ``scales`` become the store's defaults (and its
+    retrievers'), stored with the collection for every later client.
+    """
+    started = time.perf_counter()
+    engine = store._engine
+    layout = engine._require_layout()
+    if not 0.0 < target_recall <= 1.0:
+        raise ConfigurationError(
+            f"target_recall={target_recall!r} must be in (0, 1]; pass e.g. 0.99"
+        )
+    make_plan(dim=layout.dim, search_dim=layout.search_dim, k=k, scales=scales)
+
+    pseudo = queries is None
+    if pseudo:
+        ids = engine.collection.all_ids()
+        rng = np.random.default_rng(seed)
+        chosen = [ids[i] for i in rng.choice(len(ids), min(n_pseudo, len(ids)), replace=False)]
+        rows = engine.collection.get(chosen, with_vectors=True)
+        self_ids = [str(r["id"]) for r in rows]
+        stored = np.asarray([r["full"] for r in rows], dtype=np.float32)
+        # Stored vectors are rotated; queries go through the rotation again.
+        qvecs = stored @ engine.basis.T if engine.basis is not None else stored
+        extra = 1
+    else:
+        qvecs = np.asarray(store._embed_queries(list(queries)), dtype=np.float32)
+        self_ids = [None] * len(qvecs)
+        extra = 0
+    if len(qvecs) == 0:
+        raise ConfigurationError("calibration needs at least one query; pass queries=[...]")
+
+    truth_ids, _ = engine.exact(qvecs, k + extra)
+    truth = [[i for i in row if i != own][:k] for row, own in zip(truth_ids, self_ids)]
+
+    count = engine.collection.count()
+    grid = sorted(set(candidate_grid or default_grid(k + extra, count)))
+    if grid[0] < k + extra:
+        raise ConfigurationError(
+            f"candidate_grid={list(grid)} holds counts below k={k}; pass counts >= {k + extra}"
+        )
+    plans = {
+        (c, p): make_plan(
+            dim=layout.dim,
+            search_dim=layout.search_dim,
+            k=k + extra,
+            candidates=c,
+            scales=scales,
+            prune_ratio=p,
+        )
+        for c in grid
+        for p in prune_ratios
+    }
+    hits = {key: 0 for key in plans}
+    c_max = grid[-1]
+    chunk = max(1, CANDIDATE_BUDGET // (c_max * layout.dim))
+    starts = range(0, len(qvecs), chunk)
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="calibrating", unit="chunk")
+    for start in starts:
+        q, cands = engine.head_candidates(qvecs[start : start + chunk], c_max)
+        for (c, p), plan in plans.items():
+            ranked = funnel_rerank(
+                q, cands.vectors[:, :c], np.minimum(cands.n_valid, c), plan
+            )
+            for qi, row in enumerate(ranked.indices.tolist()):
+                got = [cands.ids[qi][j] for j in row if j >= 0]
+                own = self_ids[start + qi]
+                got = [i for i in got if i != own][:k]
+                hits[(c, p)] += len(set(got) & set(truth[start + qi]))
+
+    curve = []
+    for (c, p), plan in plans.items():
+        denom = sum(len(t) for t in truth) or 1
+        curve.append(
+            CalibrationPoint(
+                candidates=c,
+                prune_ratio=p,
+                recall=hits[(c, p)] / denom,
+                rerank_madds=_madds(plan.stage_sizes(), plan.scales),
+            )
+        )
+    curve.sort(key=lambda pt: (pt.candidates, pt.prune_ratio))
+    reaching = [pt for pt in curve if pt.recall >= target_recall]
+    best = min(reaching, key=lambda pt: (pt.candidates, pt.rerank_madds), default=None)
+    plan_scales = next(iter(plans.values())).scales
+    persisted = False
+    if best is not None and persist:
+        engine.save_defaults(
+            {"candidates": best.candidates, "prune_ratio": best.prune_ratio,
+             "scales": list(plan_scales)},
+            {"k": k, "target_recall": target_recall, "recall": best.recall,
+             "n_queries": len(qvecs), "pseudo_queries": pseudo},
+        )
+        persisted = True
+    return CalibrationResult(
+        k=k,
+        target_recall=target_recall,
+        reached=best is not None,
+        candidates=None if best is None else best.candidates,
+        prune_ratio=None if best is None else best.prune_ratio,
+        scales=tuple(plan_scales),
+        n_queries=len(qvecs),
+        pseudo_queries=pseudo,
+        seconds=time.perf_counter() - started,
+        persisted=persisted,
+        curve=curve,
+    )
