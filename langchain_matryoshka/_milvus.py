@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,10 @@ TEXT_MAX_LENGTH = 65535
 MAX_DIM = 4096
 
 DEFAULT_LITE_URI = "./docs.db"
+#: Seconds ``connect`` waits for a server (MilvusClient's connect timeout).
+DEFAULT_TIMEOUT = 10
+#: Read consistency levels a store may use (pymilvus' names).
+CONSISTENCY_LEVELS = ("Strong", "Session", "Bounded", "Eventually")
 
 # Index defaults. HNSW on the short head: small (search_dim floats + graph per row) and
 # fast. Milvus Lite ignores build parameters unless they are nested under "params".
@@ -92,7 +96,12 @@ def connect(connection_args: Mapping[str, Any] | None) -> tuple[Any, bool, str]:
             f"uri={uri!r} is neither a Milvus Lite file (ending in '.db') nor a server URI; "
             "pass e.g. uri='./docs.db' or uri='http://localhost:19530'"
         )
-    args.setdefault("timeout", 10)
+    timeout = args.setdefault("timeout", DEFAULT_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ConfigurationError(
+            f"connection_args timeout={timeout!r} must be a positive number of seconds, "
+            f"e.g. {DEFAULT_TIMEOUT}"
+        )
     try:
         client = MilvusClient(uri=uri, **args)
     except Exception as exc:  # pymilvus raises several unrelated types here
@@ -108,15 +117,50 @@ def connect(connection_args: Mapping[str, Any] | None) -> tuple[Any, bool, str]:
             f"cannot connect to Milvus at {uri!r} within {args['timeout']} s: {text.strip()}; "
             "check that the server runs and the uri, token and db_name are right"
         ) from exc
+    if not lite:
+        # MilvusClient neither checks db_name nor credentials: one cheap call does,
+        # so a wrong one fails here and not at the first write.
+        try:
+            client.list_collections(timeout=timeout)
+        except Exception as exc:
+            client.close()
+            raise ConnectionError(
+                f"Milvus at {uri!r} refused db_name={args.get('db_name') or 'default'!r} "
+                f"or the credentials: {str(exc).strip()}; check the token (user:password) "
+                "and that the database exists"
+            ) from exc
     return client, lite, uri
 
 
 def client_is_lite(client: Any) -> bool:
-    """Whether a ready ``MilvusClient`` talks to Milvus Lite."""
+    """Whether a ready ``MilvusClient`` talks to Milvus Lite.
+
+    Milvus Lite reports ``milvus_lite-3.2.2``; Embedded Milvus (a real 2.3 server,
+    PyPI package ``milvus``) reports ``v2.3.5-lite``, so "lite" alone is not enough.
+    """
     try:
-        return "lite" in str(client.get_server_version()).lower()
+        version = str(client.get_server_version()).lower()
     except Exception:  # an old server without the call: not Lite
         return False
+    return version.startswith(("milvus_lite", "milvus-lite"))
+
+
+def consistency_level_name(level: Any) -> str:
+    """The canonical name of a read consistency level, or :class:`ConfigurationError`.
+
+    The store passes it on every search, get and query (and at creation), so it
+    governs reads even on a collection created with another level. On Milvus 2.3
+    servers "Strong" waits for the next time tick: about 200 ms per read, against
+    3-10 ms for "Session" (which still sees this client's own writes).
+    """
+    if isinstance(level, str):
+        for name in CONSISTENCY_LEVELS:
+            if level.strip().lower() == name.lower():
+                return name
+    raise ConfigurationError(
+        f"consistency_level={level!r} is not one of {', '.join(CONSISTENCY_LEVELS)}; "
+        "pass e.g. 'Session' (sees this client's writes) or 'Strong' (sees every write)"
+    )
 
 
 @dataclass(frozen=True)
@@ -276,12 +320,15 @@ def filter_to_expr(filter: Mapping[str, Any] | None) -> str:  # noqa: A002
                     f"filter value for key {key!r} is an empty list, which matches nothing; "
                     "pass at least one value"
                 )
-            parts.append(
-                "(" + " or ".join(f"{field} == {_literal(key, v)}" for v in values) + ")"
-            )
+            parts.append("(" + " or ".join(f"{field} == {_literal(key, v)}" for v in values) + ")")
         else:
             parts.append(f"{field} == {_literal(key, value)}")
     return " and ".join(parts)
+
+
+def ids_to_expr(ids: Iterable[str]) -> str:
+    """``id in [...]`` with every id quoted safely (pymilvus' ``ids=`` does not escape)."""
+    return f"{FIELD_ID} in [{', '.join(quote(str(i)) for i in ids)}]"
 
 
 def combine_exprs(*exprs: str | None) -> str:
@@ -347,7 +394,7 @@ class MilvusCollection:
         self.client = client
         self.name = name
         self.lite = lite
-        self.consistency_level = consistency_level
+        self.consistency_level = consistency_level_name(consistency_level)
         self.index_type = index_type
         self.index_params = dict(index_params or {})
         self.search_params = dict(search_params or {})
@@ -411,30 +458,55 @@ class MilvusCollection:
 
     def delete(self, ids: Sequence[str] | None = None, expr: str = "") -> None:
         if ids is not None:
-            self.client.delete(self.name, ids=list(ids))
+            if ids:
+                # pymilvus' ids= quotes string keys without escaping them: an id holding a
+                # quote could rewrite the expression (and delete other rows).
+                self.client.delete(self.name, filter=ids_to_expr(ids))
         elif expr:
             self.client.delete(self.name, filter=expr)
 
     # -- reads
     def get(self, ids: Sequence[str], with_vectors: bool = False) -> list[dict[str, Any]]:
         fields = [FIELD_TEXT, FIELD_METADATA] + ([FIELD_FULL] if with_vectors else [])
-        return list(self.client.get(self.name, ids=list(ids), output_fields=fields))
+        if not ids:
+            return []
+        return list(
+            self.client.query(
+                self.name,
+                filter=ids_to_expr(ids),
+                output_fields=fields,
+                consistency_level=self.consistency_level,
+            )
+        )
 
     def query(self, expr: str, limit: int | None = None) -> list[dict[str, Any]]:
         kwargs: dict[str, Any] = {"limit": limit} if limit else {}
+        # Milvus servers refuse an empty filter without a limit; this one matches all.
         return list(
             self.client.query(
-                self.name, filter=expr, output_fields=[FIELD_TEXT, FIELD_METADATA], **kwargs
+                self.name,
+                filter=expr or f'{FIELD_ID} != ""',
+                output_fields=[FIELD_TEXT, FIELD_METADATA],
+                consistency_level=self.consistency_level,
+                **kwargs,
             )
         )
 
     def count(self) -> int:
-        rows = self.client.query(self.name, filter="", output_fields=["count(*)"])
+        rows = self.client.query(
+            self.name,
+            filter="",
+            output_fields=["count(*)"],
+            consistency_level=self.consistency_level,
+        )
         return int(rows[0]["count(*)"])
 
-    def search(self, heads: np.ndarray, limit: int, expr: str, dim: int) -> Candidates:
-        """One head search for all queries, bringing back what reranking needs."""
-        hits = self.client.search(
+    def search(self, heads: np.ndarray, limit: int, expr: str) -> Any:
+        """One head search for all queries, bringing back what reranking needs.
+
+        Returns Milvus' raw hits; :func:`hits_to_candidates` turns them into arrays.
+        """
+        return self.client.search(
             self.name,
             data=heads.tolist(),
             anns_field=FIELD_HEAD,
@@ -442,8 +514,40 @@ class MilvusCollection:
             filter=expr,
             output_fields=[FIELD_TEXT, FIELD_METADATA, FIELD_FULL],
             search_params=search_params_for(self.index_type, self.search_params, limit),
+            consistency_level=self.consistency_level,
         )
-        return hits_to_candidates(hits, dim)
+
+    def iterate_vectors(self, batch_size: int = 4096) -> Iterator[tuple[list[str], np.ndarray]]:
+        """Every row's id and full vector, ``batch_size`` rows at a time (bounded memory)."""
+        iterator = self.client.query_iterator(
+            self.name, batch_size=batch_size, filter="", output_fields=[FIELD_FULL]
+        )
+        try:
+            while True:
+                batch = iterator.next()
+                if not batch:
+                    return
+                yield (
+                    [str(r[FIELD_ID]) for r in batch],
+                    np.asarray([r[FIELD_FULL] for r in batch], dtype=np.float32),
+                )
+        finally:
+            iterator.close()
+
+    def all_ids(self, batch_size: int = 16384) -> list[str]:
+        """Every row's id."""
+        iterator = self.client.query_iterator(
+            self.name, batch_size=batch_size, filter="", output_fields=[FIELD_ID]
+        )
+        ids: list[str] = []
+        try:
+            while True:
+                batch = iterator.next()
+                if not batch:
+                    return ids
+                ids.extend(str(r[FIELD_ID]) for r in batch)
+        finally:
+            iterator.close()
 
 
 def make_rows(
@@ -464,3 +568,98 @@ def make_rows(
         }
         for i, t, m, h, v in zip(ids, texts, metadatas, heads.tolist(), vectors.tolist())
     ]
+
+
+# ---------------------------------------------------------------------------- settings
+
+META_SUFFIX = "_mrl_meta"
+_META_KEY = "key"
+_META_VALUE = "value"
+_META_ROW = "row"
+_META_DUMMY = "dummy"  # Milvus wants a vector field in every collection
+_CONFIG_KEY = "config"
+
+
+class MetaCollection:
+    """Settings stored beside a store's collection: ``<name>_mrl_meta``.
+
+    Holds a JSON config row (funnel defaults, rotation, calibration) and matrices
+    (the rotation basis) as one ARRAY<FLOAT> row per matrix row, so a reopened store,
+    another process or a server client sees exactly what was written.
+    """
+
+    def __init__(self, client: Any, name: str, *, lite: bool, consistency_level: str) -> None:
+        self.client = client
+        self.name = name + META_SUFFIX
+        self.lite = lite
+        self.consistency_level = consistency_level_name(consistency_level)
+
+    def exists(self) -> bool:
+        return bool(self.client.has_collection(self.name))
+
+    def drop(self) -> None:
+        if self.exists():
+            self.client.drop_collection(self.name)
+
+    def _ensure(self) -> None:
+        from pymilvus import DataType
+
+        if self.exists():
+            self.client.load_collection(self.name)
+            return
+        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field(_META_KEY, DataType.VARCHAR, is_primary=True, max_length=256)
+        schema.add_field(_META_VALUE, DataType.JSON)
+        schema.add_field(_META_ROW, DataType.ARRAY, element_type=DataType.FLOAT,
+                         max_capacity=MAX_DIM)
+        schema.add_field(_META_DUMMY, DataType.FLOAT_VECTOR, dim=2)
+        index_params = self.client.prepare_index_params()
+        index_params.add_index(field_name=_META_DUMMY, index_type="FLAT", metric_type="L2")
+        self.client.create_collection(
+            self.name, schema=schema, index_params=index_params,
+            consistency_level=self.consistency_level,
+        )
+        self.client.load_collection(self.name)
+
+    def _row(self, key: str, value: Any, row: Sequence[float] = ()) -> dict[str, Any]:
+        return {_META_KEY: key, _META_VALUE: value, _META_ROW: list(row),
+                _META_DUMMY: [0.0, 0.0]}
+
+    def read_config(self) -> dict[str, Any]:
+        """The stored config, or {} when nothing was stored."""
+        if not self.exists():
+            return {}
+        self.client.load_collection(self.name)
+        rows = self.client.get(self.name, ids=[_CONFIG_KEY], output_fields=[_META_VALUE])
+        return dict(rows[0][_META_VALUE]) if rows else {}
+
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        self._ensure()
+        self.client.upsert(self.name, [self._row(_CONFIG_KEY, dict(config))])
+        if self.lite:
+            self.client.flush(self.name)
+
+    def write_matrix(self, key: str, matrix: np.ndarray) -> None:
+        """Store a 2-D float matrix under ``key`` (one row per matrix row)."""
+        self._ensure()
+        rows = [self._row(f"{key}/{i:05d}", {"i": i}, r) for i, r in enumerate(matrix.tolist())]
+        for start in range(0, len(rows), 256):
+            self.client.upsert(self.name, rows[start : start + 256])
+        if self.lite:
+            self.client.flush(self.name)
+
+    def read_matrix(self, key: str, n_rows: int) -> np.ndarray:
+        """The matrix stored under ``key``; :class:`SchemaError` if rows are missing."""
+        ids = [f"{key}/{i:05d}" for i in range(n_rows)]
+        found: dict[str, list[float]] = {}
+        for start in range(0, n_rows, 256):
+            for r in self.client.get(self.name, ids=ids[start : start + 256],
+                                     output_fields=[_META_ROW]):
+                found[str(r[_META_KEY])] = r[_META_ROW]
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise SchemaError(
+                f"collection {self.name!r} lacks {len(missing)} rows of {key!r} "
+                f"(first: {missing[0]!r}); rebuild the store with drop_old=True"
+            )
+        return np.asarray([found[i] for i in ids], dtype=np.float32)
