@@ -520,6 +520,15 @@ class MatryoshkaMilvus(VectorStore):
         tags = list(kwargs.pop("tags", None) or []) + self._get_retriever_tags()
         return FunnelRetriever(vectorstore=self, tags=tags, **kwargs, **search_kwargs)
 
+    def build_index(self) -> None:
+        """Flush and index every row now; call it once at the end of a bulk ingestion.
+
+        Until then Milvus searches unindexed rows by brute force (on Milvus Lite every
+        search pays for them).
+        """
+        if self._engine.layout is not None:
+            self._engine.collection.build_index()
+
     def calibrate(
         self, queries: Sequence[str] | None = None, **kwargs: Any
     ) -> CalibrationResult:

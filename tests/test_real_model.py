@@ -86,3 +86,29 @@ def test_funnel_retrieves_the_right_passage(embeddings, tmp_path) -> None:
         got = store.similarity_search(query, k=3, candidates=len(PASSAGES), prune_ratio=1.0)
         assert [d.id for d in got] == [names[j] for j in row]
     store.close()
+
+
+def test_nomic_recipe_prompts_then_layer_norm(embeddings) -> None:
+    """The nomic preset (prompts + layer norm) applied to a model already loaded.
+
+    nomic-embed-text-v1.5 itself cannot be downloaded here; the recipe is model-agnostic,
+    so it is checked on MiniLM: embed = layer_norm(encode("search_query: " + text)).
+    """
+    import torch
+
+    from langchain_matryoshka.embeddings import preset_for
+
+    nomic = MatryoshkaEmbeddings("nomic-ai/nomic-embed-text-v1.5", model=embeddings.model)
+    assert preset_for(nomic.model_name)["layer_norm"] is True
+    assert (nomic.query_prompt, nomic.document_prompt) == ("search_query: ", "search_document: ")
+    raw = torch.tensor(embeddings.model.encode(["search_query: what is a matryoshka doll"]))
+    expected = torch.nn.functional.layer_norm(raw, (raw.shape[1],)).numpy()[0]
+    got = np.asarray(nomic.embed_query("what is a matryoshka doll"))
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    doc = embeddings.model.encode(["search_document: dolls nest"])
+    doc_ln = torch.nn.functional.layer_norm(torch.tensor(doc), (doc.shape[1],)).numpy()[0]
+    np.testing.assert_allclose(nomic.embed_documents(["dolls nest"])[0], doc_ln, atol=1e-4)
+    # an explicit argument beats the preset
+    plain = MatryoshkaEmbeddings("nomic-ai/nomic-embed-text-v1.5", model=embeddings.model,
+                                 layer_norm=False, query_prompt="")
+    np.testing.assert_allclose(plain.embed_query("x"), embeddings.model.encode("x"), atol=1e-5)

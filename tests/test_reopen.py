@@ -34,7 +34,7 @@ def test_data_survives_a_fresh_process(tmp_path) -> None:
         DeterministicFakeEmbedding(size=24), collection_name="kept", connection_args={"uri": uri}
     )
     assert (store.dim, store.search_dim) == (24, 6)
-    assert store._collection.count() == 39
+    assert store._engine.collection.count() == 39
     assert store.get_by_ids(["k7", "k39"]) == [
         Document(id="k7", page_content="text 7", metadata={"i": 7, "tag": "kept"})
     ]

@@ -1,0 +1,369 @@
+"""Evaluation on a BEIR-format folder: head-only, funnel and exact full-dimension search.
+
+Everything runs through the package's own store on Milvus: documents are ingested with
+:meth:`MatryoshkaMilvus.add_embeddings`, exact search streams every stored full vector
+(:meth:`_engine.Engine.exact`), head-only search is Milvus' head ranking, and the funnel
+is the store's own search. IR metrics come from ``pytrec_eval`` (the evaluator BEIR and
+MTEB use); recall against exact search is the overlap of the top ``k`` lists.
+
+A BEIR folder holds ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl``
+(``_id``, ``text``) and ``qrels/<split>.tsv`` (``query-id``, ``corpus-id``, ``score``).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from .errors import ConfigurationError, InvalidInputError
+
+
+@dataclass(frozen=True)
+class BeirData:
+    """A BEIR split: documents, the queries that have labels, and the labels."""
+
+    doc_ids: list[str]
+    doc_texts: list[str]
+    query_ids: list[str]
+    query_texts: list[str]
+    qrels: dict[str, dict[str, int]]
+
+
+def load_beir(folder: str | os.PathLike[str], split: str = "test") -> BeirData:
+    """Read a BEIR folder; document text is ``title + " " + text`` as BEIR does."""
+    root = Path(folder)
+    paths = {
+        "corpus": root / "corpus.jsonl",
+        "queries": root / "queries.jsonl",
+        "qrels": root / "qrels" / f"{split}.tsv",
+    }
+    for name, path in paths.items():
+        if not path.is_file():
+            raise InvalidInputError(
+                f"{path} not found: a BEIR folder holds corpus.jsonl, queries.jsonl and "
+                f"qrels/{split}.tsv; pass the folder that contains them (or another split)"
+            )
+    doc_ids, doc_texts = [], []
+    with paths["corpus"].open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                row = json.loads(line)
+                doc_ids.append(str(row["_id"]))
+                doc_texts.append(f"{row.get('title', '')} {row.get('text', '')}".strip())
+    qrels: dict[str, dict[str, int]] = {}
+    with paths["qrels"].open(encoding="utf-8") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            qrels.setdefault(str(row["query-id"]), {})[str(row["corpus-id"])] = int(row["score"])
+    query_ids, query_texts = [], []
+    with paths["queries"].open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                row = json.loads(line)
+                if str(row["_id"]) in qrels:
+                    query_ids.append(str(row["_id"]))
+                    query_texts.append(row["text"])
+    return BeirData(doc_ids, doc_texts, query_ids, query_texts, qrels)
+
+
+def ir_metrics(
+    qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]], k: int = 10
+) -> dict[str, float]:
+    """Mean nDCG@k and recall@k over the queries of ``qrels``, via pytrec_eval."""
+    try:
+        import pytrec_eval
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ImportError(
+            'evaluation needs pytrec_eval: pip install "langchain-matryoshka[eval]"'
+        ) from exc
+    evaluator = pytrec_eval.RelevanceEvaluator(qrels, {f"ndcg_cut.{k}", f"recall.{k}"})
+    per_query = evaluator.evaluate({q: run.get(q, {}) for q in qrels})
+    return {
+        f"ndcg@{k}": float(np.mean([m[f"ndcg_cut_{k}"] for m in per_query.values()])),
+        f"recall@{k}": float(np.mean([m[f"recall_{k}"] for m in per_query.values()])),
+    }
+
+
+def _run_from_lists(query_ids: Sequence[str], ranked: Sequence[Sequence[str]]) -> dict:
+    # pytrec_eval ranks by score: give descending scores by rank.
+    return {q: {d: float(len(r) - i) for i, d in enumerate(r)} for q, r in zip(query_ids, ranked)}
+
+
+def _overlap(ranked: Sequence[Sequence[str]], exact: Sequence[Sequence[str]], k: int) -> float:
+    return float(np.mean([len(set(r[:k]) & set(e[:k])) / k for r, e in zip(ranked, exact)]))
+
+
+def embed_corpus(
+    embeddings: Embeddings,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 256,
+    cache: str | os.PathLike[str] | None = None,
+    desc: str = "embedding",
+    show_progress: bool = True,
+) -> np.ndarray:
+    """Embed ``texts`` in batches with a progress bar; reuse ``cache`` (.npy) if present."""
+    if cache is not None and Path(cache).is_file():
+        vectors = np.load(cache)
+        if len(vectors) == len(texts):
+            return vectors
+    from tqdm.auto import tqdm
+
+    out = []
+    bar = tqdm(total=len(texts), desc=desc, unit="doc", disable=not show_progress)
+    for start in range(0, len(texts), batch_size):
+        out.append(np.asarray(embeddings.embed_documents(list(texts[start : start + batch_size]))))
+        bar.update(min(batch_size, len(texts) - start))
+    bar.close()
+    vectors = np.concatenate(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
+    if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, vectors)
+    return vectors
+
+
+@dataclass
+class MethodResult:
+    """Quality and latency of one search method."""
+
+    method: str
+    rotation: str
+    candidates: int | None
+    ndcg: float
+    recall: float
+    recall_vs_exact: float
+    latency_ms: float
+    """Median milliseconds per query (search only; the query embedding is separate)."""
+    stages_ms: dict[str, float] = field(default_factory=dict)
+    """Median milliseconds per query of each funnel stage."""
+
+
+@dataclass
+class EvalReport:
+    """Everything :func:`evaluate_beir` measured."""
+
+    data: str
+    n_docs: int
+    n_queries: int
+    dim: int
+    search_dim: int
+    k: int
+    query_embedding_ms: float
+    results: list[MethodResult]
+    settings: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def table(self) -> str:
+        """Markdown table of every method."""
+        k = self.k
+        lines = [
+            f"| method | rotation | candidates | nDCG@{k} | recall@{k} | recall@{k} vs exact "
+            "| ms/query |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in self.results:
+            cands = "-" if r.candidates is None else str(r.candidates)
+            lines.append(
+                f"| {r.method} | {r.rotation} | {cands} | {r.ndcg:.4f} | {r.recall:.4f} | "
+                f"{r.recall_vs_exact:.4f} | {r.latency_ms:.1f} |"
+            )
+        return "\n".join(lines)
+
+
+def evaluate_beir(
+    data_dir: str | os.PathLike[str],
+    embeddings: Embeddings,
+    *,
+    search_dim: int,
+    rotations: Sequence[str | None] = (None, "pca"),
+    candidates: Sequence[int] = (32, 64, 128, 256, 512),
+    k: int = 10,
+    prune_ratio: float = 0.5,
+    split: str = "test",
+    uri: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    model_name: str = "model",
+    show_progress: bool = True,
+) -> EvalReport:
+    """Ingest a BEIR folder into Milvus and compare head-only, funnel and exact search.
+
+    For each rotation (None, "pca"), one collection; every query is searched one at a
+    time so latencies are per query.
+    """
+    from tqdm.auto import tqdm
+
+    from .vectorstore import MatryoshkaMilvus
+
+    for r in rotations:
+        if r not in (None, "pca"):
+            raise ConfigurationError(f"rotation {r!r} is not supported; pass None or 'pca'")
+    data = load_beir(data_dir, split)
+    key = hashlib.sha1(f"{model_name}|{Path(data_dir).resolve()}".encode()).hexdigest()[:12]
+    cache = None if cache_dir is None else Path(cache_dir) / f"corpus-{key}.npy"
+    doc_vecs = embed_corpus(
+        embeddings, data.doc_texts, cache=cache, desc="embedding corpus",
+        show_progress=show_progress,
+    )
+    started = time.perf_counter()
+    batch = getattr(embeddings, "embed_queries", None)
+    if callable(batch):
+        query_vecs = np.asarray(batch(data.query_texts), dtype=np.float32)
+    else:
+        query_vecs = np.asarray([embeddings.embed_query(q) for q in data.query_texts], np.float32)
+    query_ms = 1000 * (time.perf_counter() - started) / max(1, len(data.query_texts))
+
+    tmp = None
+    if uri is None:
+        tmp = tempfile.TemporaryDirectory()
+        uri = os.path.join(tmp.name, "eval.db")
+    results: list[MethodResult] = []
+    try:
+        for rotation in rotations:
+            label = rotation or "none"
+            store = MatryoshkaMilvus(
+                embeddings, collection_name=f"eval_{label}", connection_args={"uri": uri},
+                search_dim=search_dim, rotation=rotation, drop_old=True,
+            )
+            chunk = 2000
+            bar = tqdm(total=len(data.doc_ids), desc=f"ingesting ({label})", unit="doc",
+                       disable=not show_progress)
+            for start in range(0, len(data.doc_ids), chunk):
+                store.add_embeddings(
+                    data.doc_texts[start : start + chunk], doc_vecs[start : start + chunk],
+                    ids=data.doc_ids[start : start + chunk],
+                )
+                bar.update(min(chunk, len(data.doc_ids) - start))
+            bar.close()
+            store.build_index()
+            engine = store._engine
+
+            # exact full-dimension search, streamed from Milvus
+            t0 = time.perf_counter()
+            exact_ids, _ = engine.exact(query_vecs, k)
+            exact_ms = 1000 * (time.perf_counter() - t0) / len(query_vecs)
+            results.append(_result("exact full", label, None, data, exact_ids, exact_ids, k,
+                                   [exact_ms], {}))
+            # head-only: Milvus' ranking of the head, one query at a time
+            head_ids, lat = [], []
+            for q in query_vecs:
+                t0 = time.perf_counter()
+                _, cands = engine.head_candidates(q[None, :], k)
+                lat.append(1000 * (time.perf_counter() - t0))
+                head_ids.append(cands.ids[0])
+            results.append(_result("head only", label, None, data, head_ids, exact_ids, k,
+                                   lat, {}))
+            # funnel at each candidate count
+            for c in tqdm(candidates, desc=f"funnel ({label})", disable=not show_progress):
+                ranked, lat, stages = [], [], []
+                for q in query_vecs:
+                    timings: dict[str, float] = {}
+                    planned = engine.plan(k, {"candidates": c, "prune_ratio": prune_ratio})
+                    t0 = time.perf_counter()
+                    hits = engine.search(q[None, :], planned, timings)[0]
+                    lat.append(1000 * (time.perf_counter() - t0))
+                    stages.append(timings)
+                    ranked.append([h.document.id for h in hits])
+                stage_ms = {
+                    s: 1000 * statistics.median(t[s] for t in stages) for s in stages[0]
+                }
+                results.append(_result("funnel", label, c, data, ranked, exact_ids, k, lat,
+                                       stage_ms))
+            store.close()
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    return EvalReport(
+        data=Path(data_dir).name,
+        n_docs=len(data.doc_ids),
+        n_queries=len(data.query_ids),
+        dim=int(doc_vecs.shape[1]),
+        search_dim=search_dim,
+        k=k,
+        query_embedding_ms=query_ms,
+        results=results,
+        settings={"prune_ratio": prune_ratio, "split": split, "model": model_name,
+                  "candidates": list(candidates), "rotations": [r or "none" for r in rotations]},
+    )
+
+
+def _result(
+    method: str,
+    rotation: str,
+    candidates: int | None,
+    data: BeirData,
+    ranked: Sequence[Sequence[str]],
+    exact: Sequence[Sequence[str]],
+    k: int,
+    latencies: Sequence[float],
+    stages: dict[str, float],
+) -> MethodResult:
+    metrics = ir_metrics(data.qrels, _run_from_lists(data.query_ids, ranked), k)
+    return MethodResult(
+        method=method,
+        rotation=rotation,
+        candidates=candidates,
+        ndcg=metrics[f"ndcg@{k}"],
+        recall=metrics[f"recall@{k}"],
+        recall_vs_exact=_overlap(ranked, exact, k),
+        latency_ms=float(statistics.median(latencies)),
+        stages_ms=stages,
+    )
+
+
+def write_report(report: EvalReport, out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write ``eval.json``, ``eval.md`` and, with matplotlib, ``quality.png`` / ``latency.png``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "eval.json", out / "eval.md"]
+    paths[0].write_text(json.dumps(report.to_dict(), indent=2))
+    paths[1].write_text(
+        f"# {report.data}: {report.n_docs} docs, {report.n_queries} queries, "
+        f"dim {report.dim}, head {report.search_dim}\n\n{report.table()}\n\n"
+        f"Query embedding: {report.query_embedding_ms:.1f} ms/query.\n"
+    )
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # plots are optional
+        return paths
+    k = report.k
+    for name, attr, ylabel in (
+        ("quality.png", "recall_vs_exact", f"recall@{k} vs exact full search"),
+        ("latency.png", "latency_ms", "median ms per query"),
+    ):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for rotation in report.settings["rotations"]:
+            pts = [r for r in report.results
+                   if r.method == "funnel" and r.rotation == rotation]
+            ax.plot([p.candidates for p in pts], [getattr(p, attr) for p in pts], "o-",
+                    label=f"funnel, rotation {rotation}")
+            for ref in ("exact full", "head only"):
+                base = [r for r in report.results if r.method == ref and r.rotation == rotation]
+                if base and not (attr == "recall_vs_exact" and ref == "exact full"):
+                    ax.axhline(getattr(base[0], attr), linestyle="--", linewidth=1,
+                               label=f"{ref}, rotation {rotation}")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("candidates")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{report.data}: head {report.search_dim} of {report.dim} dims")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=120)
+        plt.close(fig)
+        paths.append(out / name)
+    return paths
