@@ -78,15 +78,16 @@ class CalibrationResult:
 
 
 def default_grid(k: int, count: int) -> list[int]:
-    """Candidate counts tried: doubling from the first power of two >= k, up to 2048."""
+    """Candidate counts tried: from the first power of two >= k up to 2048 (or the
+    collection's size), in steps of 1.5x and 2x (16, 24, 32, 48, 64, 96, ...)."""
     start = 1 << max(0, math.ceil(math.log2(max(k, 1))))
+    steps = sorted({c for p in range(start.bit_length() - 1, 12) for c in (2**p, 3 * 2**p // 2)})
     grid = []
-    c = start
-    while c <= min(2048, MAX_CANDIDATES):
-        grid.append(c)
-        if c >= count:
-            break
-        c *= 2
+    for c in steps:
+        if start <= c <= 2048:
+            grid.append(c)
+            if c >= count:  # the first count covering the whole collection is the last
+                break
     return grid
 
 
@@ -99,6 +100,7 @@ def calibrate(
     store: MatryoshkaMilvus,
     queries: Sequence[str] | None = None,
     *,
+    query_vectors: np.ndarray | None = None,
     k: int = 10,
     target_recall: float = 0.99,
     n_pseudo: int = 200,
@@ -110,6 +112,9 @@ def calibrate(
     show_progress: bool = False,
 ) -> CalibrationResult:
     """Find the cheapest funnel reaching ``target_recall`` (recall@k vs exact search).
+
+    ``queries`` (texts) or ``query_vectors`` (their full embeddings) are held-out
+    queries; with neither, ``n_pseudo`` stored documents serve as queries.
 
     See the module docstring for the method. With ``persist`` the chosen
     ``candidates``, ``prune_ratio`` and ``scales`` become the store's defaults (and its
@@ -124,7 +129,9 @@ def calibrate(
         )
     make_plan(dim=layout.dim, search_dim=layout.search_dim, k=k, scales=scales)
 
-    pseudo = queries is None
+    if queries is not None and query_vectors is not None:
+        raise ConfigurationError("pass queries (texts) or query_vectors, not both")
+    pseudo = queries is None and query_vectors is None
     if pseudo:
         ids = engine.collection.all_ids()
         rng = np.random.default_rng(seed)
@@ -136,7 +143,9 @@ def calibrate(
         qvecs = stored @ engine.basis.T if engine.basis is not None else stored
         extra = 1
     else:
-        qvecs = np.asarray(store._embed_queries(list(queries)), dtype=np.float32)
+        if query_vectors is None:
+            query_vectors = store._embed_queries(list(queries))
+        qvecs = np.asarray(query_vectors, dtype=np.float32)
         self_ids = [None] * len(qvecs)
         extra = 0
     if len(qvecs) == 0:

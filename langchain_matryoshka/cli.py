@@ -44,6 +44,8 @@ def _eval(args: argparse.Namespace) -> None:
         uri=args.db,
         cache_dir=args.out,
         model_name=os.path.basename(model.rstrip("/")),
+        calibrate_split=args.calibrate_on,
+        target_recall=args.target,
     )
     report.settings["hardware"] = f"{platform.machine()}, {os.cpu_count()} CPU cores"
     paths = write_report(report, args.out)
@@ -90,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     ev.add_argument("--prune-ratio", type=float, default=0.5)
     ev.add_argument("--k", type=int, default=10)
     ev.add_argument("--split", default="test")
+    ev.add_argument("--calibrate-on", default=None, metavar="SPLIT",
+                    help="calibrate on this split's queries (e.g. train), then evaluate")
+    ev.add_argument("--target", type=float, default=0.99, help="calibration target recall")
     ev.add_argument("--db", default=None, help="Milvus uri (default: a temporary Lite file)")
     ev.add_argument("--out", default="results/eval", help="output folder (also caches "
                     "corpus embeddings)")

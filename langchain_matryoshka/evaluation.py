@@ -162,6 +162,8 @@ class EvalReport:
     query_embedding_ms: float
     results: list[MethodResult]
     settings: dict[str, Any]
+    calibrations: dict[str, Any] = field(default_factory=dict)
+    """Per rotation: the :class:`CalibrationResult` (as a dict), when calibrated."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -196,12 +198,16 @@ def evaluate_beir(
     uri: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     model_name: str = "model",
+    calibrate_split: str | None = None,
+    target_recall: float = 0.99,
     show_progress: bool = True,
 ) -> EvalReport:
     """Ingest a BEIR folder into Milvus and compare head-only, funnel and exact search.
 
     For each rotation (None, "pca"), one collection; every query is searched one at a
-    time so latencies are per query.
+    time so latencies are per query. With ``calibrate_split`` (e.g. "train"), the
+    store is calibrated on that split's queries for ``target_recall`` and the
+    calibrated funnel is evaluated on the evaluation split ("funnel calibrated").
     """
     from tqdm.auto import tqdm
 
@@ -218,18 +224,18 @@ def evaluate_beir(
         show_progress=show_progress,
     )
     started = time.perf_counter()
-    batch = getattr(embeddings, "embed_queries", None)
-    if callable(batch):
-        query_vecs = np.asarray(batch(data.query_texts), dtype=np.float32)
-    else:
-        query_vecs = np.asarray([embeddings.embed_query(q) for q in data.query_texts], np.float32)
+    query_vecs = _embed_queries(embeddings, data.query_texts)
     query_ms = 1000 * (time.perf_counter() - started) / max(1, len(data.query_texts))
+    held_out = None
+    if calibrate_split is not None:
+        held_out = _embed_queries(embeddings, load_beir(data_dir, calibrate_split).query_texts)
 
     tmp = None
     if uri is None:
         tmp = tempfile.TemporaryDirectory()
         uri = os.path.join(tmp.name, "eval.db")
     results: list[MethodResult] = []
+    calibrations: dict[str, Any] = {}
     try:
         for rotation in rotations:
             label = rotation or "none"
@@ -267,20 +273,20 @@ def evaluate_beir(
                                    lat, {}))
             # funnel at each candidate count
             for c in tqdm(candidates, desc=f"funnel ({label})", disable=not show_progress):
-                ranked, lat, stages = [], [], []
-                for q in query_vecs:
-                    timings: dict[str, float] = {}
-                    planned = engine.plan(k, {"candidates": c, "prune_ratio": prune_ratio})
-                    t0 = time.perf_counter()
-                    hits = engine.search(q[None, :], planned, timings)[0]
-                    lat.append(1000 * (time.perf_counter() - t0))
-                    stages.append(timings)
-                    ranked.append([h.document.id for h in hits])
-                stage_ms = {
-                    s: 1000 * statistics.median(t[s] for t in stages) for s in stages[0]
-                }
+                options = {"candidates": c, "prune_ratio": prune_ratio}
+                ranked, lat, stage_ms = _run_funnel(engine, query_vecs, k, options)
                 results.append(_result("funnel", label, c, data, ranked, exact_ids, k, lat,
                                        stage_ms))
+            if held_out is not None:
+                calibration = store.calibrate(
+                    query_vectors=held_out, k=k, target_recall=target_recall,
+                    show_progress=show_progress,
+                )
+                calibrations[label] = calibration.to_dict()
+                if calibration.reached:
+                    ranked, lat, stage_ms = _run_funnel(engine, query_vecs, k, {})
+                    results.append(_result("funnel calibrated", label, calibration.candidates,
+                                           data, ranked, exact_ids, k, lat, stage_ms))
             store.close()
     finally:
         if tmp is not None:
@@ -295,8 +301,34 @@ def evaluate_beir(
         query_embedding_ms=query_ms,
         results=results,
         settings={"prune_ratio": prune_ratio, "split": split, "model": model_name,
-                  "candidates": list(candidates), "rotations": [r or "none" for r in rotations]},
+                  "candidates": list(candidates), "rotations": [r or "none" for r in rotations],
+                  "calibrate_split": calibrate_split, "target_recall": target_recall},
+        calibrations=calibrations,
     )
+
+
+def _embed_queries(embeddings: Embeddings, texts: Sequence[str]) -> np.ndarray:
+    batch = getattr(embeddings, "embed_queries", None)
+    if callable(batch):
+        return np.asarray(batch(list(texts)), dtype=np.float32)
+    return np.asarray([embeddings.embed_query(t) for t in texts], dtype=np.float32)
+
+
+def _run_funnel(
+    engine: Any, query_vecs: np.ndarray, k: int, options: dict[str, Any]
+) -> tuple[list[list[str]], list[float], dict[str, float]]:
+    """Search one query at a time; ranked ids, latencies (ms) and median stage ms."""
+    ranked, lat, stages = [], [], []
+    for q in query_vecs:
+        timings: dict[str, float] = {}
+        planned = engine.plan(k, options)
+        t0 = time.perf_counter()
+        hits = engine.search(q[None, :], planned, timings)[0]
+        lat.append(1000 * (time.perf_counter() - t0))
+        stages.append(timings)
+        ranked.append([h.document.id for h in hits])
+    stage_ms = {s: 1000 * statistics.median(t[s] for t in stages) for s in stages[0]}
+    return ranked, lat, stage_ms
 
 
 def _result(

@@ -7,9 +7,9 @@ vector. Funnel search uses that twice:
    dims) for ``candidates`` hits;
 2. :func:`funnel_rerank` scores those candidates by cosine similarity on growing
    prefixes of their stored full vectors (``scales``, ascending, the last one the
-   full dimension), keeping ``prune_ratio`` of them after every stage but the last
-   (never fewer than ``k``); the last stage orders the survivors by full-dimension
-   cosine similarity and keeps the top ``k``.
+   full dimension), keeping ``prune_ratio`` of each query's real candidates after
+   every stage but the last (never fewer than ``k``); the last stage orders the
+   survivors by full-dimension cosine similarity and keeps the top ``k``.
 
 Prefix scores are computed incrementally: each stage adds the dot products and squared
 norms of the new segment ``[previous scale, scale)`` of the surviving candidates only,

@@ -44,6 +44,12 @@ def beir(tmp_path):
             table[f"query {j}"] = docs[3 * j] + 0.01 * rng.standard_normal(24)
             q.write(f"q{j}\td{3 * j}\t1\n")
         f.write(json.dumps({"_id": "unlabelled", "text": "not in qrels"}) + "\n")
+        with open(folder / "qrels" / "train.tsv", "w") as t:
+            t.write("query-id\tcorpus-id\tscore\n")
+            for j in range(10):
+                f.write(json.dumps({"_id": f"t{j}", "text": f"train {j}"}) + "\n")
+                table[f"train {j}"] = docs[4 * j + 1] + 0.01 * rng.standard_normal(24)
+                t.write(f"t{j}\td{4 * j + 1}\t1\n")
     return folder, TableEmbeddings(table)
 
 
@@ -82,3 +88,23 @@ def test_cli_help_lists_commands(capsys) -> None:
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert "eval" in out and "calibrate" in out
+
+
+def test_evaluate_beir_calibrates_on_a_held_out_split(beir, tmp_path) -> None:
+    folder, table = beir
+    report = evaluate_beir(folder, table, search_dim=4, candidates=(10,), rotations=("pca",),
+                           uri=str(tmp_path / "c.db"), calibrate_split="train",
+                           target_recall=0.9, show_progress=False)
+    calibration = report.calibrations["pca"]
+    assert calibration["n_queries"] == 10 and not calibration["pseudo_queries"]
+    assert calibration["reached"]
+    row = next(r for r in report.results if r.method == "funnel calibrated")
+    assert row.candidates == calibration["candidates"]
+
+
+def test_default_grid_steps() -> None:
+    from langchain_matryoshka.calibration import default_grid
+
+    assert default_grid(10, 100_000)[:6] == [16, 24, 32, 48, 64, 96]
+    assert default_grid(10, 100_000)[-1] == 2048
+    assert default_grid(5, 40) == [8, 12, 16, 24, 32, 48]
