@@ -7,10 +7,11 @@ measures it on the store itself:
    from its own results) when none are given;
 2. ground truth: exact full-dimension cosine top ``k`` over every stored row, streamed
    from Milvus in batches (bounded memory at any collection size);
-3. one head search per small chunk of queries at the largest candidate count of the
-   grid; smaller counts are the first ``c`` hits of the same head-ordered list, so
-   every (candidates, prune_ratio) point of the grid is reranked in numpy without
-   another Milvus call;
+3. one head search per small chunk of queries at a depth of 256 candidates; smaller
+   counts are the first ``c`` hits of the same head-ordered list, so every
+   (candidates, prune_ratio) point up to 256 is reranked in numpy without another
+   Milvus call; only if none reaches the target are deeper tiers (1024, then the
+   grid's largest) fetched;
 4. the cheapest point whose mean recall@k reaches the target (fewest candidates, then
    least rerank work) becomes the store's default, persisted with the collection.
 """
@@ -26,13 +27,25 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ConfigurationError
-from .funnel import MAX_CANDIDATES, funnel_rerank, make_plan
+from .funnel import funnel_rerank, make_plan
 
 if TYPE_CHECKING:
     from .vectorstore import MatryoshkaMilvus
 
-#: Floats of candidate vectors held at once while calibrating (about 64 MB as float32).
-CANDIDATE_BUDGET = 16_000_000
+#: Candidate floats fetched per head search while calibrating (Milvus returns them as
+#: Python lists, about 30 bytes a float in transit: 4M floats ~ 120 MB).
+CANDIDATE_BUDGET = 4_000_000
+
+
+def _tiers(grid: Sequence[int]) -> list[int]:
+    """Head-search depths to try in turn: 256, 1024, then the grid's largest count.
+
+    Each tier fetches once and measures every grid count up to it; calibration stops at
+    the first tier where some count reaches the target, so deep searches are only paid
+    for when shallow ones fall short.
+    """
+    top = max(grid)
+    return sorted({min(top, t) for t in (256, 1024)} | {top})
 
 
 @dataclass(frozen=True)
@@ -173,28 +186,33 @@ def calibrate(
         for p in prune_ratios
     }
     hits = {key: 0 for key in plans}
-    c_max = grid[-1]
-    chunk = max(1, CANDIDATE_BUDGET // (c_max * layout.dim))
-    starts = range(0, len(qvecs), chunk)
-    if show_progress:
-        from tqdm.auto import tqdm
+    denom = sum(len(t) for t in truth) or 1
+    done = 0  # grid counts up to this one have been measured
+    for tier in _tiers(grid):
+        todo = {key: plan for key, plan in plans.items() if done < key[0] <= tier}
+        chunk = max(1, CANDIDATE_BUDGET // (tier * layout.dim))
+        starts = range(0, len(qvecs), chunk)
+        if show_progress:
+            from tqdm.auto import tqdm
 
-        starts = tqdm(starts, desc="calibrating", unit="chunk")
-    for start in starts:
-        q, cands = engine.head_candidates(qvecs[start : start + chunk], c_max)
-        for (c, p), plan in plans.items():
-            ranked = funnel_rerank(
-                q, cands.vectors[:, :c], np.minimum(cands.n_valid, c), plan
-            )
-            for qi, row in enumerate(ranked.indices.tolist()):
-                got = [cands.ids[qi][j] for j in row if j >= 0]
-                own = self_ids[start + qi]
-                got = [i for i in got if i != own][:k]
-                hits[(c, p)] += len(set(got) & set(truth[start + qi]))
+            starts = tqdm(starts, desc=f"calibrating (<= {tier} candidates)", unit="chunk")
+        for start in starts:
+            q, cands = engine.head_candidates(qvecs[start : start + chunk], tier)
+            for (c, p), plan in todo.items():
+                ranked = funnel_rerank(q, cands.vectors[:, :c], np.minimum(cands.n_valid, c), plan)
+                for qi, row in enumerate(ranked.indices.tolist()):
+                    own = self_ids[start + qi]
+                    got = [cands.ids[qi][j] for j in row if j >= 0 and cands.ids[qi][j] != own]
+                    hits[(c, p)] += len(set(got[:k]) & set(truth[start + qi]))
+        done = tier
+        if any(hits[key] / denom >= target_recall for key in todo):
+            break  # larger counts only cost more
+    measured = {key for key in plans if key[0] <= done}
 
     curve = []
     for (c, p), plan in plans.items():
-        denom = sum(len(t) for t in truth) or 1
+        if (c, p) not in measured:
+            continue
         curve.append(
             CalibrationPoint(
                 candidates=c,

@@ -82,3 +82,21 @@ def test_pseudo_queries_and_unreachable_targets(store) -> None:
     assert not hopeless.reached and hopeless.candidates is None and not hopeless.persisted
     with pytest.raises(ConfigurationError, match="target_recall=1.5"):
         store.calibrate(k=5, target_recall=1.5)
+
+
+def test_deep_tiers_are_fetched_only_when_needed(store) -> None:
+    depths = []
+    head_candidates = store._engine.head_candidates
+    store._engine.head_candidates = lambda q, limit: (depths.append(limit),
+                                                      head_candidates(q, limit))[1]
+    easy = store.calibrate(k=5, n_pseudo=20, target_recall=0.5, persist=False,
+                           candidate_grid=[8, 64, 512, 1024])
+    assert easy.reached and set(depths) == {256}
+    assert {p.candidates for p in easy.curve} == {8, 64}
+    depths.clear()
+    hard = store.calibrate(k=5, n_pseudo=20, target_recall=1.0, persist=False,
+                           candidate_grid=[8, 64, 512], prune_ratios=[1.0])
+    recall = {p.candidates: p.recall for p in hard.curve}
+    assert recall[64] < 1.0  # so the 256 tier cannot stop the search...
+    assert depths == [256, 512]  # ...and the next tier is fetched
+    assert hard.reached and hard.candidates == 512 and recall[512] == 1.0
