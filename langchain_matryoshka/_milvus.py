@@ -22,8 +22,12 @@ index never depends on a metric normalising for us.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import threading
+import time
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +53,10 @@ MAX_DIM = 4096
 DEFAULT_LITE_URI = "./docs.db"
 #: Seconds ``connect`` waits for a server (MilvusClient's connect timeout).
 DEFAULT_TIMEOUT = 10
+#: Seconds each search, query, get, upsert or delete may take on a server
+#: (``connection_args["call_timeout"]``; None: no limit). Without one, a server that
+#: accepts the connection but stops answering blocks the call for ever (measured).
+DEFAULT_CALL_TIMEOUT = 60
 #: Read consistency levels a store may use (pymilvus' names).
 CONSISTENCY_LEVELS = ("Strong", "Session", "Bounded", "Eventually")
 
@@ -77,7 +85,9 @@ def connect(connection_args: Mapping[str, Any] | None) -> tuple[Any, bool, str]:
 
     ``connection_args``: ``uri`` (a ``.db`` file for Milvus Lite, or
     ``http(s)://host:port``), and for servers ``token``, ``user``, ``password``,
-    ``db_name`` and ``timeout`` (seconds, default 10).
+    ``db_name``, ``timeout`` (seconds to connect, default 10) and ``call_timeout``
+    (seconds each search, query, get, upsert or delete may take, default 60; None for
+    no limit). Other keys go to ``MilvusClient``.
     """
     from pymilvus import MilvusClient
 
@@ -96,12 +106,10 @@ def connect(connection_args: Mapping[str, Any] | None) -> tuple[Any, bool, str]:
             f"uri={uri!r} is neither a Milvus Lite file (ending in '.db') nor a server URI; "
             "pass e.g. uri='./docs.db' or uri='http://localhost:19530'"
         )
-    timeout = args.setdefault("timeout", DEFAULT_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ConfigurationError(
-            f"connection_args timeout={timeout!r} must be a positive number of seconds, "
-            f"e.g. {DEFAULT_TIMEOUT}"
-        )
+    timeout = _seconds("timeout", args.setdefault("timeout", DEFAULT_TIMEOUT), DEFAULT_TIMEOUT)
+    call_timeout = args.pop("call_timeout", DEFAULT_CALL_TIMEOUT)
+    if call_timeout is not None:
+        call_timeout = _seconds("call_timeout", call_timeout, DEFAULT_CALL_TIMEOUT)
     try:
         client = MilvusClient(uri=uri, **args)
     except Exception as exc:  # pymilvus raises several unrelated types here
@@ -129,7 +137,108 @@ def connect(connection_args: Mapping[str, Any] | None) -> tuple[Any, bool, str]:
                 f"or the credentials: {str(exc).strip()}; check the token (user:password) "
                 "and that the database exists"
             ) from exc
+        if call_timeout is not None:
+            _CALL_LIMITS[client] = (call_timeout, uri)
     return client, lite, uri
+
+
+def _seconds(name: str, value: Any, example: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(
+            f"connection_args {name}={value!r} must be a positive number of seconds, "
+            f"e.g. {example}"
+        )
+    return float(value)
+
+
+#: Server clients opened by :func:`connect` -> (call_timeout, uri).
+_CALL_LIMITS: weakref.WeakKeyDictionary[Any, tuple[float, str]] = weakref.WeakKeyDictionary()
+_DATA_CALLS = frozenset({"search", "query", "get", "upsert", "insert", "delete"})
+
+
+def with_call_limits(client: Any) -> Any:
+    """``client``, or for a server client from :func:`connect` a view of it whose data
+    calls (search, query, get, upsert, insert, delete) carry its ``call_timeout`` and
+    raise :class:`ConnectionError` when the server does not answer in time."""
+    limits = _CALL_LIMITS.get(client)
+    return client if limits is None else _LimitedClient(client, *limits)
+
+
+def _deadline_exceeded(exc: BaseException) -> bool:
+    code = getattr(exc, "code", None)
+    if callable(code):
+        try:
+            code = code()
+        except Exception:  # noqa: BLE001 - not a gRPC error
+            code = None
+    return getattr(code, "name", "") == "DEADLINE_EXCEEDED" or "deadline exceeded" in str(
+        exc
+    ).lower()
+
+
+class _LimitedClient:
+    """A MilvusClient whose data calls have a deadline; everything else passes through."""
+
+    def __init__(self, client: Any, timeout: float, uri: str) -> None:
+        self._client = client
+        self._timeout = timeout
+        self._uri = uri
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if name not in _DATA_CALLS:
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("timeout", self._timeout)
+            try:
+                return attr(*args, **kwargs)
+            except Exception as exc:
+                if not _deadline_exceeded(exc):
+                    raise
+                raise ConnectionError(
+                    f"Milvus at {self._uri!r} did not answer {name} within "
+                    f"{kwargs['timeout']:g} s; check that the server is up and not "
+                    "overloaded, or raise connection_args call_timeout"
+                ) from exc
+
+        return call
+
+
+def created_by_another(client: Any, name: str, exc: Exception, wait_s: float = 10.0) -> bool:
+    """Whether a failed create_collection lost a race: the collection now exists.
+
+    Milvus answers "already exists" (Milvus Lite may also answer "File exists" while the
+    winner is still creating it, so wait a little for it to appear).
+    """
+    if "exist" not in str(exc).lower():
+        return False
+    deadline = time.monotonic() + wait_s
+    while not client.has_collection(name):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+_LITE_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_LITE_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def lite_writes(lite: bool, name: str) -> contextlib.AbstractContextManager:
+    """Serialise this process's writes to a Milvus Lite collection.
+
+    Milvus Lite 3.2 freezes its memtable outside its own lock when it flushes (on
+    ``flush()`` and on the automatic flush inside insert/upsert/delete): two threads
+    writing at once can commit the flushes out of order and one of them fails with
+    "current_seq is monotonic; tried to set 300 < 350" although its rows were written.
+    Servers need no lock. Only one process may open a Lite file, so a process-wide
+    lock per collection name is enough.
+    """
+    if not lite:
+        return contextlib.nullcontext()
+    with _LITE_WRITE_LOCKS_GUARD:
+        return _LITE_WRITE_LOCKS.setdefault(name, threading.Lock())
 
 
 def client_is_lite(client: Any) -> bool:
@@ -391,7 +500,7 @@ class MilvusCollection:
         index_params: Mapping[str, Any] | None = None,
         search_params: Mapping[str, Any] | None = None,
     ) -> None:
-        self.client = client
+        self.client = with_call_limits(client)
         self.name = name
         self.lite = lite
         self.consistency_level = consistency_level_name(consistency_level)
@@ -433,14 +542,27 @@ class MilvusCollection:
         schema.add_field(
             FIELD_FULL, DataType.ARRAY, element_type=DataType.FLOAT, max_capacity=layout.dim
         )
-        self.client.create_collection(
-            self.name,
-            schema=schema,
-            index_params=index_params_for(
-                self.client, self.lite, self.index_type, self.index_params
-            ),
-            consistency_level=self.consistency_level,
-        )
+        try:
+            self.client.create_collection(
+                self.name,
+                schema=schema,
+                index_params=index_params_for(
+                    self.client, self.lite, self.index_type, self.index_params
+                ),
+                consistency_level=self.consistency_level,
+            )
+        except Exception as exc:
+            if not created_by_another(self.client, self.name, exc):
+                raise
+            # Another writer (a second store, another process on a server) won the race
+            # to create it: write into theirs if it has the same layout.
+            existing = read_layout(self.client, self.name)
+            if existing != layout:
+                raise SchemaError(
+                    f"collection {self.name!r} was created at the same time by another writer "
+                    f"with {existing} instead of {layout}; open the store again to use it, "
+                    "or pass another collection_name"
+                ) from None
         self.client.load_collection(self.name)
 
     def drop(self) -> None:
@@ -449,12 +571,13 @@ class MilvusCollection:
 
     # -- writes
     def upsert(self, rows: list[dict[str, Any]], batch_size: int) -> None:
-        for start in range(0, len(rows), batch_size):
-            self.client.upsert(self.name, rows[start : start + batch_size])
-        if self.lite and rows:
-            # Milvus Lite re-snapshots unflushed rows on every search; flushing keeps
-            # searches at their floor and lets the index build.
-            self.client.flush(self.name)
+        with lite_writes(self.lite, self.name):
+            for start in range(0, len(rows), batch_size):
+                self.client.upsert(self.name, rows[start : start + batch_size])
+            if self.lite and rows:
+                # Milvus Lite re-snapshots unflushed rows on every search; flushing keeps
+                # searches at their floor and lets the index build.
+                self.client.flush(self.name)
 
     def build_index(self) -> None:
         """Flush, then release and reload so the head index covers every row now.
@@ -463,18 +586,20 @@ class MilvusCollection:
         brute force until they finish; reloading forces the build (measured: 60k rows,
         456 ms per search before, 37 ms after).
         """
-        self.client.flush(self.name)
+        with lite_writes(self.lite, self.name):
+            self.client.flush(self.name)
         self.client.release_collection(self.name)
         self.client.load_collection(self.name)
 
     def delete(self, ids: Sequence[str] | None = None, expr: str = "") -> None:
-        if ids is not None:
-            if ids:
-                # pymilvus' ids= quotes string keys without escaping them: an id holding a
-                # quote could rewrite the expression (and delete other rows).
-                self.client.delete(self.name, filter=ids_to_expr(ids))
-        elif expr:
-            self.client.delete(self.name, filter=expr)
+        with lite_writes(self.lite, self.name):
+            if ids is not None:
+                if ids:
+                    # pymilvus' ids= quotes string keys without escaping them: an id holding
+                    # a quote could rewrite the expression (and delete other rows).
+                    self.client.delete(self.name, filter=ids_to_expr(ids))
+            elif expr:
+                self.client.delete(self.name, filter=expr)
 
     # -- reads
     def get(self, ids: Sequence[str], with_vectors: bool = False) -> list[dict[str, Any]]:
@@ -600,7 +725,7 @@ class MetaCollection:
     """
 
     def __init__(self, client: Any, name: str, *, lite: bool, consistency_level: str) -> None:
-        self.client = client
+        self.client = with_call_limits(client)
         self.name = name + META_SUFFIX
         self.lite = lite
         self.consistency_level = consistency_level_name(consistency_level)
@@ -626,10 +751,14 @@ class MetaCollection:
         schema.add_field(_META_DUMMY, DataType.FLOAT_VECTOR, dim=2)
         index_params = self.client.prepare_index_params()
         index_params.add_index(field_name=_META_DUMMY, index_type="FLAT", metric_type="L2")
-        self.client.create_collection(
-            self.name, schema=schema, index_params=index_params,
-            consistency_level=self.consistency_level,
-        )
+        try:
+            self.client.create_collection(
+                self.name, schema=schema, index_params=index_params,
+                consistency_level=self.consistency_level,
+            )
+        except Exception as exc:
+            if not created_by_another(self.client, self.name, exc):
+                raise
         self.client.load_collection(self.name)
 
     def _row(self, key: str, value: Any, row: Sequence[float] = ()) -> dict[str, Any]:
@@ -646,18 +775,20 @@ class MetaCollection:
 
     def write_config(self, config: Mapping[str, Any]) -> None:
         self._ensure()
-        self.client.upsert(self.name, [self._row(_CONFIG_KEY, dict(config))])
-        if self.lite:
-            self.client.flush(self.name)
+        with lite_writes(self.lite, self.name):
+            self.client.upsert(self.name, [self._row(_CONFIG_KEY, dict(config))])
+            if self.lite:
+                self.client.flush(self.name)
 
     def write_matrix(self, key: str, matrix: np.ndarray) -> None:
         """Store a 2-D float matrix under ``key`` (one row per matrix row)."""
         self._ensure()
         rows = [self._row(f"{key}/{i:05d}", {"i": i}, r) for i, r in enumerate(matrix.tolist())]
-        for start in range(0, len(rows), 256):
-            self.client.upsert(self.name, rows[start : start + 256])
-        if self.lite:
-            self.client.flush(self.name)
+        with lite_writes(self.lite, self.name):
+            for start in range(0, len(rows), 256):
+                self.client.upsert(self.name, rows[start : start + 256])
+            if self.lite:
+                self.client.flush(self.name)
 
     def read_matrix(self, key: str, n_rows: int) -> np.ndarray:
         """The matrix stored under ``key``; :class:`SchemaError` if rows are missing."""

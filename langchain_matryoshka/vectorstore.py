@@ -50,9 +50,18 @@ class MatryoshkaMilvus(VectorStore):
     Key init args — client params:
         connection_args: dict | None
             ``{"uri": "./docs.db"}`` (Milvus Lite, the default) or
-            ``{"uri": "http://host:19530", "token": ..., "db_name": ..., "timeout": 10}``.
+            ``{"uri": "http://host:19530", "token": ..., "db_name": ..., "timeout": 10,
+            "call_timeout": 60}`` (``timeout``: seconds to connect; ``call_timeout``:
+            seconds any search or write may take on a server, None for no limit).
         client: MilvusClient | None
             A ready client instead of ``connection_args``.
+
+        consistency_level: str
+            Read consistency on servers: "Strong" (default: every read sees every
+            earlier write, deletes included; Milvus 2.3 adds about 200 ms per read),
+            "Session" (3-10 ms reads; sees this client's inserts at once, but measured on
+            Milvus 2.3 a search right after a delete can still return the deleted rows),
+            "Bounded" or "Eventually". Milvus Lite reads are always current.
 
     Key init args — funnel defaults (overridable per call):
         candidates: int | None

@@ -77,3 +77,7 @@ def store(lite_uri, table, corpus) -> Iterator[MatryoshkaMilvus]:
     )
     yield s
     s.close()
+
+
+# The Milvus server fixtures (milvus_server, server_uri, server_collection).
+pytest_plugins = ["tests.server_fixtures"]

@@ -1,0 +1,554 @@
+"""The store and the retriever on a real Milvus 2.3 server (Embedded Milvus, on loopback).
+
+The server is started once per session by tests/server_fixtures.py in a private network
+namespace; each test gets its own collection, dropped afterwards. Run only these with
+``pytest -m server``; skip them with ``-m "not server"``.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from langchain_core.documents import Document
+from langchain_core.embeddings import DeterministicFakeEmbedding
+from langchain_core.vectorstores import VectorStore
+from langchain_tests.integration_tests import (
+    RetrieversIntegrationTests,
+    VectorStoreIntegrationTests,
+)
+
+from langchain_matryoshka import (
+    ConfigurationError,
+    ConnectionError,
+    FunnelRetriever,
+    MatryoshkaMilvus,
+    _milvus,
+)
+
+pytestmark = pytest.mark.server
+
+#: Strings a metadata filter must match exactly: quotes, backslashes, escapes, unicode.
+TRICKY = [
+    "plain",
+    'a"b',
+    "a\\b",
+    'a\\"b',
+    "it's",
+    "new\nline",
+    "tab\tx",
+    "\\",
+    '"',
+    "x\\",
+    "\\n",
+    'x" or metadata["src"] != "',
+    "ünï©ødé 🙂",
+    "",
+]
+
+
+def _client(uri: str, **kwargs):
+    from pymilvus import MilvusClient
+
+    return MilvusClient(uri=uri, timeout=10, **kwargs)
+
+
+def _count(uri: str, name: str, **kwargs) -> int:
+    client = _client(uri, **kwargs)
+    try:
+        rows = client.query(name, filter="", output_fields=["count(*)"], consistency_level="Strong")
+        return int(rows[0]["count(*)"])
+    finally:
+        client.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------- standard suites
+
+
+class TestServerVectorStoreStandard(VectorStoreIntegrationTests):
+    """LangChain's vector store suite, unmodified, on the server (6 dims, head 3)."""
+
+    @pytest.fixture
+    def vectorstore(  # type: ignore[override]
+        self, server_uri: str, server_collection: str
+    ) -> Iterator[VectorStore]:
+        store = MatryoshkaMilvus(
+            self.get_embeddings(),
+            collection_name=server_collection,
+            connection_args={"uri": server_uri},
+            search_dim=3,
+        )
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+class TestServerRetrieverStandard(RetrieversIntegrationTests):
+    @pytest.fixture(autouse=True)
+    def _store(self, server_uri: str, server_collection: str) -> Iterator[None]:
+        store = MatryoshkaMilvus(
+            DeterministicFakeEmbedding(size=16),
+            collection_name=server_collection,
+            connection_args={"uri": server_uri},
+            search_dim=4,
+        )
+        store.add_documents(
+            [Document(page_content=f"document number {i}", metadata={"n": i}) for i in range(10)]
+        )
+        self._vectorstore = store
+        yield
+        store.close()
+
+    @property
+    def retriever_constructor(self) -> type[FunnelRetriever]:
+        return FunnelRetriever
+
+    @property
+    def retriever_constructor_params(self) -> dict:
+        return {"vectorstore": self._vectorstore, "k": 2}
+
+    @property
+    def retriever_query_example(self) -> str:
+        return "document number 3"
+
+
+# ---------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def server_store(server_uri, server_collection, table, corpus) -> Iterator[MatryoshkaMilvus]:
+    """The conftest corpus (200 docs, 32 dims, head 8) in a server collection."""
+    texts, _, _, _ = corpus
+    store = MatryoshkaMilvus(
+        table,
+        collection_name=server_collection,
+        connection_args={"uri": server_uri},
+        search_dim=8,
+    )
+    store.add_texts(
+        texts,
+        metadatas=[{"i": i, "parity": "even" if i % 2 == 0 else "odd"} for i in range(len(texts))],
+        ids=[f"id{i}" for i in range(len(texts))],
+    )
+    yield store
+    store.close()
+
+
+def _exact_top(docs: np.ndarray, query: np.ndarray, k: int) -> list[int]:
+    d = docs / np.linalg.norm(docs, axis=1, keepdims=True)
+    scores = d @ (query / np.linalg.norm(query))
+    return [int(i) for i in np.argsort(-scores, kind="stable")[:k]]
+
+
+# ---------------------------------------------------------------------------- search
+
+
+def test_funnel_on_server_matches_exact_search(server_store, corpus) -> None:
+    _, docs, qtexts, queries = corpus
+    for qtext, query in zip(qtexts[:5], queries[:5]):
+        hits = server_store.similarity_search_with_score(qtext, k=10, candidates=len(docs))
+        assert [d.id for d, _ in hits] == [f"id{i}" for i in _exact_top(docs, query, 10)]
+        top = docs[int(hits[0][0].id[2:])]
+        cos = float(top @ query / (np.linalg.norm(top) * np.linalg.norm(query)))
+        assert hits[0][1] == pytest.approx(cos, abs=1e-5)
+
+
+def test_many_candidates_and_batches(server_store, corpus) -> None:
+    """ef >= limit on HNSW: 256 candidates (more than the rows) and a batch of queries."""
+    _, docs, qtexts, _ = corpus
+    results = server_store.search_batch_with_score(qtexts[:8], k=5, candidates=256)
+    assert [len(r) for r in results] == [5] * 8
+    assert len(server_store.similarity_search(qtexts[0], k=len(docs), candidates=256)) == len(docs)
+
+
+def test_reopen_from_a_second_client(server_store, server_uri, server_collection, table, corpus):
+    _, _, qtexts, _ = corpus
+    second = MatryoshkaMilvus(
+        table, collection_name=server_collection, connection_args={"uri": server_uri}
+    )
+    client = _client(server_uri)
+    third = MatryoshkaMilvus(table, collection_name=server_collection, client=client)
+    try:
+        assert (second.dim, second.search_dim) == (32, 8)  # read from the schema
+        assert (third.dim, third.search_dim) == (32, 8)
+        assert not _milvus.client_is_lite(client)  # Embedded Milvus says "v2.3.5-lite"
+        for q in qtexts[:3]:
+            want = [(d.id, round(s, 5)) for d, s in server_store.similarity_search_with_score(q)]
+            assert [(d.id, round(s, 5)) for d, s in second.similarity_search_with_score(q)] == want
+            assert [(d.id, round(s, 5)) for d, s in third.similarity_search_with_score(q)] == want
+        # a write through one client is seen by the others
+        second.add_texts(["doc 7"], metadatas=[{"via": "second"}], ids=["id7"])
+        assert server_store.get_by_ids(["id7"])[0].metadata == {"via": "second"}
+    finally:
+        second.close()
+        third.close()
+        client.close()
+
+
+def test_released_collection_is_loaded_when_opened(
+    server_store, server_uri, server_collection, table, corpus
+) -> None:
+    _, _, qtexts, _ = corpus
+    client = _client(server_uri)
+    try:
+        client.release_collection(server_collection)
+    finally:
+        client.close()
+    reopened = MatryoshkaMilvus(
+        table, collection_name=server_collection, connection_args={"uri": server_uri}
+    )
+    try:
+        assert len(reopened.similarity_search(qtexts[0], k=3)) == 3
+    finally:
+        reopened.close()
+
+
+# ---------------------------------------------------------------------------- filters
+
+
+@pytest.fixture
+def tricky_store(server_uri, server_collection) -> Iterator[MatryoshkaMilvus]:
+    store = MatryoshkaMilvus(
+        DeterministicFakeEmbedding(size=16),
+        collection_name=server_collection,
+        connection_args={"uri": server_uri},
+        search_dim=4,
+    )
+    store.add_texts(
+        [f"text {i}" for i in range(len(TRICKY))],
+        metadatas=[{"src": v, 'we"ird\\key': v} for v in TRICKY],
+        ids=[f"t{i}" for i in range(len(TRICKY))],
+    )
+    yield store
+    store.close()
+
+
+@pytest.mark.parametrize("key", ["src", 'we"ird\\key'])
+def test_filter_matches_quotes_and_backslashes_exactly(tricky_store, key) -> None:
+    n = len(TRICKY)
+    for i, value in enumerate(TRICKY):
+        got = tricky_store.similarity_search("text 0", k=n, filter={key: value})
+        assert [d.id for d in got] == [f"t{i}"], repr(value)
+    pair = tricky_store.similarity_search("text 0", k=n, filter={key: [TRICKY[1], TRICKY[2]]})
+    assert sorted(d.id for d in pair) == ["t1", "t2"]
+
+
+def test_expr_with_quoted_literals(tricky_store) -> None:
+    n = len(TRICKY)
+    for i, value in enumerate(TRICKY):
+        expr = f'metadata["src"] == {_milvus.quote(value)}'
+        assert [d.id for d in tricky_store.similarity_search("text 1", k=n, expr=expr)] == [f"t{i}"]
+    # an injection attempt is a plain value that matches nothing
+    assert tricky_store.similarity_search("text 1", k=n, filter={"src": '" or "" == "'}) == []
+
+
+def test_expr_and_filter_together(server_store, corpus) -> None:
+    _, _, qtexts, _ = corpus
+    hits = server_store.similarity_search(
+        qtexts[0], k=200, expr='metadata["i"] >= 100', filter={"parity": "even"}
+    )
+    assert {d.metadata["i"] for d in hits} == set(range(100, 200, 2))
+    # `in` on a JSON path works on servers (Milvus Lite refuses it)
+    hits = server_store.similarity_search(qtexts[0], k=10, expr='metadata["i"] in [1, 2, 3]')
+    assert sorted(d.id for d in hits) == ["id1", "id2", "id3"]
+
+
+# ---------------------------------------------------------------------------- writes
+
+
+def test_delete_by_ids_filter_and_expr(server_store, server_uri, server_collection, corpus):
+    _, _, qtexts, _ = corpus
+    assert server_store.delete(ids=["id0", "id1", "missing"])
+    assert server_store.get_by_ids(["id0", "id1", "id2"])[0].id == "id2"
+    assert _count(server_uri, server_collection) == 198
+    server_store.delete(filter={"parity": "odd"})
+    assert _count(server_uri, server_collection) == 99
+    server_store.delete(expr='metadata["i"] >= 100')
+    assert _count(server_uri, server_collection) == 49
+    left = {d.id for d in server_store.similarity_search(qtexts[0], k=200, candidates=256)}
+    assert left == {f"id{i}" for i in range(2, 100, 2)}
+
+
+def test_upsert_replaces_rows(server_store, server_uri, server_collection) -> None:
+    server_store.add_texts(["doc 5"], metadatas=[{"v": 2}], ids=["id5"])
+    assert _count(server_uri, server_collection) == 200
+    assert server_store.get_by_ids(["id5"])[0].metadata == {"v": 2}
+    # new content under an old id: it is found as the new text, once
+    server_store.add_texts(["doc 6"], metadatas=[{"v": 3}], ids=["id5"])
+    assert _count(server_uri, server_collection) == 200
+    hits = server_store.similarity_search("doc 6", k=2)
+    assert sorted(d.id for d in hits) == ["id5", "id6"]
+    assert [d.page_content for d in hits] == ["doc 6", "doc 6"]
+
+
+def test_adapter_query_and_count(server_store, server_uri, server_collection) -> None:
+    """An empty filter needs a limit on servers: the adapter's query() handles it."""
+    client = _client(server_uri)
+    try:
+        coll = _milvus.MilvusCollection(client, server_collection, lite=False)
+        assert coll.count() == 200
+        assert len(coll.query("")) == 200
+        assert len(coll.query("", limit=7)) == 7
+    finally:
+        client.close()
+
+
+# ---------------------------------------------------------------------------- connection options
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"token": "root:Milvus"},
+        {"user": "root", "password": "Milvus"},
+        {"db_name": "default"},
+        {"timeout": 3},
+        {"token": "root:Milvus", "db_name": "default", "timeout": 5.5},
+    ],
+    ids=["token", "user-password", "db_name", "timeout", "all"],
+)
+def test_connection_options(server_uri, server_collection, options) -> None:
+    emb = DeterministicFakeEmbedding(size=8)
+    store = MatryoshkaMilvus(
+        emb,
+        collection_name=server_collection,
+        connection_args={"uri": server_uri, **options},
+        search_dim=2,
+    )
+    try:
+        store.add_texts(["alpha", "beta"], ids=["a", "b"])
+        assert [d.id for d in store.similarity_search("alpha", k=1)] == ["a"]
+    finally:
+        store.close()
+
+
+def test_db_name_selects_the_database(server_uri, table, corpus) -> None:
+    texts, _, _, _ = corpus
+    db, name = f"mm_{uuid.uuid4().hex[:10]}", f"t_{uuid.uuid4().hex[:12]}"
+    admin = _client(server_uri)
+    admin.create_database(db)
+    try:
+        in_db = MatryoshkaMilvus(
+            table,
+            collection_name=name,
+            connection_args={"uri": server_uri, "db_name": db},
+            search_dim=8,
+        )
+        in_db.add_texts(texts[:10], ids=[f"id{i}" for i in range(10)])
+        in_default = MatryoshkaMilvus(
+            table, collection_name=name, connection_args={"uri": server_uri}
+        )
+        assert in_default.dim is None  # no such collection in the default database
+        assert in_default.similarity_search(texts[0], k=3) == []
+        assert _count(server_uri, name, db_name=db) == 10
+        in_db.close()
+        in_default.close()
+    finally:
+        scoped = _client(server_uri, db_name=db)
+        for coll in scoped.list_collections():
+            scoped.drop_collection(coll)
+        scoped.close()
+        admin.drop_database(db)
+        admin.close()
+
+
+def test_missing_database_is_a_connection_error(server_uri) -> None:
+    with pytest.raises(ConnectionError, match=r"db_name='no_such_db'") as info:
+        MatryoshkaMilvus(
+            DeterministicFakeEmbedding(size=8),
+            connection_args={"uri": server_uri, "db_name": "no_such_db"},
+        )
+    assert server_uri in str(info.value)
+
+
+@pytest.mark.parametrize("level", ["Session", "bounded", "Eventually", "Strong"])
+def test_consistency_level_is_passed(server_uri, server_collection, level) -> None:
+    store = MatryoshkaMilvus(
+        DeterministicFakeEmbedding(size=8),
+        collection_name=server_collection,
+        connection_args={"uri": server_uri},
+        consistency_level=level,
+        search_dim=2,
+    )
+    try:
+        store.add_texts(["alpha", "beta"], ids=["a", "b"])
+        name = _milvus.consistency_level_name(level)
+        client = _client(server_uri)
+        created = client.describe_collection(server_collection)["consistency_level"]
+        client.close()
+        # Milvus' proto numbers: Strong 0, Session 1, Bounded 2, Eventually 3
+        assert created == {"Strong": 0, "Session": 1, "Bounded": 2, "Eventually": 3}[name]
+        if name in ("Session", "Strong"):  # both see this client's own writes at once
+            assert {d.id for d in store.similarity_search("alpha", k=2)} == {"a", "b"}
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("level", ["strongest", "", 1, None])
+def test_invalid_consistency_level(server_uri, level) -> None:
+    with pytest.raises(ConfigurationError, match="consistency_level"):
+        MatryoshkaMilvus(
+            DeterministicFakeEmbedding(size=8),
+            connection_args={"uri": server_uri},
+            consistency_level=level,
+        )
+
+
+@pytest.mark.parametrize("key", ["timeout", "call_timeout"])
+@pytest.mark.parametrize("value", [0, -1, "10", True])
+def test_invalid_timeout(key, value) -> None:
+    with pytest.raises(ConfigurationError, match=key):
+        MatryoshkaMilvus(
+            DeterministicFakeEmbedding(size=8),
+            connection_args={"uri": f"http://127.0.0.1:{_closed_port()}", key: value},
+        )
+
+
+def test_unreachable_server_is_a_connection_error() -> None:
+    """Nothing listens on the port: refused at once, well within the timeout."""
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    began = time.monotonic()
+    with pytest.raises(ConnectionError) as info:
+        MatryoshkaMilvus(DeterministicFakeEmbedding(size=8), connection_args={"uri": uri})
+    elapsed = time.monotonic() - began
+    assert uri in str(info.value)
+    assert elapsed < 5, f"refused connection took {elapsed:.1f} s"
+
+
+def test_unresponsive_server_honours_the_timeout() -> None:
+    """A port that accepts but never answers: the connect timeout ends the wait."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        began = time.monotonic()
+        with pytest.raises(ConnectionError, match=r"within 2 s") as info:
+            MatryoshkaMilvus(
+                DeterministicFakeEmbedding(size=8), connection_args={"uri": uri, "timeout": 2}
+            )
+        elapsed = time.monotonic() - began
+    assert uri in str(info.value)
+    assert 1.5 <= elapsed < 6, f"timeout=2 took {elapsed:.1f} s"
+
+
+# ---------------------------------------------------------------------------- index settings
+
+
+def test_index_build_parameters_reach_the_server(server_uri, server_collection) -> None:
+    store = MatryoshkaMilvus(
+        DeterministicFakeEmbedding(size=8),
+        collection_name=server_collection,
+        connection_args={"uri": server_uri},
+        index_params={"M": 8, "efConstruction": 64},
+        search_dim=2,
+    )
+    try:
+        store.add_texts(["alpha"], ids=["a"])
+        client = _client(server_uri)
+        desc = client.describe_index(server_collection, _milvus.FIELD_HEAD)
+        client.close()
+        assert desc["index_type"] == "HNSW" and desc["metric_type"] == "IP"
+        assert (str(desc["M"]), str(desc["efConstruction"])) == ("8", "64")
+    finally:
+        store.close()
+
+
+def test_ivf_index_on_server(server_uri, server_collection, table, corpus) -> None:
+    texts, docs, qtexts, queries = corpus
+    store = MatryoshkaMilvus(
+        table,
+        collection_name=server_collection,
+        connection_args={"uri": server_uri},
+        index_type="IVF_FLAT",
+        index_params={"nlist": 4},
+        search_params={"nprobe": 4},
+        search_dim=8,
+    )
+    try:
+        store.add_texts(texts, ids=[f"id{i}" for i in range(len(texts))])
+        hits = store.similarity_search(qtexts[0], k=5, candidates=len(texts))
+        assert [d.id for d in hits] == [f"id{i}" for i in _exact_top(docs, queries[0], 5)]
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------------------- a hung server
+
+
+class _PausableRelay:
+    """127.0.0.1 relay to the server that can stop passing bytes (a server that hangs)."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.paused = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.uri = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.socks: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.socks += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(1 << 16):
+                while self.paused.is_set():
+                    time.sleep(0.01)
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.paused.clear()
+        self.listener.close()
+        for sock in self.socks:
+            sock.close()
+
+
+def test_call_timeout_bounds_calls_to_a_hung_server(server_uri, server_collection) -> None:
+    relay = _PausableRelay(int(server_uri.rsplit(":", 1)[1]))
+    store = MatryoshkaMilvus(
+        DeterministicFakeEmbedding(size=8),
+        collection_name=server_collection,
+        connection_args={"uri": relay.uri, "call_timeout": 1.5},
+        consistency_level="Session",
+        search_dim=2,
+    )
+    try:
+        store.add_texts(["alpha", "beta"], ids=["a", "b"])
+        assert [d.id for d in store.similarity_search("alpha", k=1)] == ["a"]
+        relay.paused.set()
+        for call in (
+            lambda: store.similarity_search("alpha", k=1),
+            lambda: store.get_by_ids(["a"]),
+            lambda: store.add_texts(["gamma"], ids=["c"]),
+        ):
+            began = time.monotonic()
+            with pytest.raises(ConnectionError, match=r"did not answer \w+ within 1.5 s") as info:
+                call()
+            elapsed = time.monotonic() - began
+            assert relay.uri in str(info.value)
+            assert 1.2 <= elapsed < 6, f"call_timeout=1.5 took {elapsed:.1f} s"
+    finally:
+        relay.close()
+        store.close()
