@@ -522,8 +522,29 @@ class MilvusCollection:
                 self.name,
                 index_params_for(self.client, self.lite, self.index_type, self.index_params),
             )
-        self.client.load_collection(self.name)
+        try:
+            self.client.load_collection(self.name)
+        except Exception as exc:
+            if not (self.lite and ".idx" in str(exc)):
+                raise
+            self._rebuild_index()
         return layout
+
+    def _rebuild_index(self) -> None:
+        """Drop and rebuild the head index, then load: recovers a Lite file whose index.
+
+        Milvus Lite writes index files in place (no temporary file and rename): a process
+        killed while it builds one in the background leaves it truncated, and every later
+        load fails with a faiss "read error in ....idx". The rows themselves are intact;
+        the index is derived from them, so dropping and rebuilding it loses nothing.
+        """
+        self.client.release_collection(self.name)
+        self.client.drop_index(self.name, FIELD_HEAD)
+        self.client.create_index(
+            self.name,
+            index_params_for(self.client, self.lite, self.index_type, self.index_params),
+        )
+        self.client.load_collection(self.name)
 
     def create(self, layout: Layout) -> None:
         """Create the collection with its head index, loaded."""

@@ -1,0 +1,226 @@
+"""Nothing lost: ingestion killed with SIGKILL and run again ends with every row exactly once.
+
+A real subprocess ingests N documents with deterministic ids into a Milvus Lite file in
+``add_texts`` calls of B; the test SIGKILLs it mid-way (twice, at different points), runs
+the same ingestion again to completion, and checks that the file holds exactly N rows,
+each id once with its own text and metadata, and that a reopened store searches them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from langchain_core.documents import Document
+from langchain_core.embeddings import DeterministicFakeEmbedding
+
+from langchain_matryoshka import MatryoshkaMilvus
+
+N = 3000
+BATCH = 100
+COLLECTION = "ingest"
+
+INGEST = textwrap.dedent(
+    """
+    import sys
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+    from langchain_matryoshka import MatryoshkaMilvus
+
+    uri, n, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    pause_at = int(sys.argv[4]) if len(sys.argv) > 4 else -1
+    store = MatryoshkaMilvus(DeterministicFakeEmbedding(size=16), collection_name="ingest",
+                             connection_args={"uri": uri}, search_dim=4)
+    found = 0
+    if store.dim is not None:
+        found = store.client.query("ingest", filter="", output_fields=["count(*)"])[0]["count(*)"]
+    print(f"found {found}", flush=True)
+    for start in range(0, n, batch):
+        stop = min(n, start + batch)
+        print(f"writing {start // batch}", flush=True)
+        if start // batch == pause_at:
+            sys.stdin.readline()  # the test says when to go on, then kills us
+        store.add_texts(
+            [f"text {i}" for i in range(start, stop)],
+            metadatas=[{"i": i, "batch": start // batch} for i in range(start, stop)],
+            ids=[f"doc-{i:05d}" for i in range(start, stop)],
+        )
+        print(f"wrote {start // batch}", flush=True)
+    print("done", flush=True)
+    """
+)
+
+
+def _start(uri: str, pause_at: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", INGEST, uri, str(N), str(BATCH), str(pause_at)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _run_and_kill(uri: str, kill_at: int, delay: float) -> tuple[int, int]:
+    """Ingest until batch ``kill_at`` is about to be written, let it start, SIGKILL it
+    ``delay`` seconds later (the writer waits there, so it cannot run ahead of the test).
+
+    Returns (rows found when the process opened the file, batches acknowledged).
+    """
+    proc = _start(uri, kill_at)
+    found, acked = -1, 0
+    try:
+        for line in proc.stdout:
+            word, _, value = line.strip().partition(" ")
+            if word == "found":
+                found = int(value)
+            elif word == "wrote":
+                acked = int(value) + 1
+            elif word == "writing" and int(value) == kill_at:
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+                time.sleep(delay)  # somewhere inside add_texts: embedding, upsert or flush
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            elif word == "done":
+                pytest.fail("the ingestion finished before it could be killed")
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-3000:]
+    return found, acked
+
+
+def _all_rows(store: MatryoshkaMilvus) -> list[dict]:
+    return store.client.query(
+        COLLECTION, filter="", output_fields=["id", "text", "metadata"], limit=16384
+    )
+
+
+def test_ingestion_killed_and_rerun_holds_every_row_once(tmp_path) -> None:
+    uri = str(tmp_path / "ingest.db")
+
+    found1, acked1 = _run_and_kill(uri, kill_at=6, delay=0.0)
+    assert (found1, acked1) == (0, 6)
+
+    found2, acked2 = _run_and_kill(uri, kill_at=19, delay=0.03)
+    # every batch acknowledged before the first kill survived it; at most the one in
+    # flight was added on top
+    assert acked1 * BATCH <= found2 <= (acked1 + 1) * BATCH
+    assert acked2 == 19
+
+    proc = subprocess.run(
+        [sys.executable, "-c", INGEST, uri, str(N), str(BATCH)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    lines = proc.stdout.split("\n")
+    found3 = int(lines[0].split()[1])
+    assert acked2 * BATCH <= found3 <= (acked2 + 1) * BATCH
+    assert lines[-2] == "done"
+
+    store = MatryoshkaMilvus(
+        DeterministicFakeEmbedding(size=16),
+        collection_name=COLLECTION,
+        connection_args={"uri": uri},
+    )
+    try:
+        count = store.client.query(COLLECTION, filter="", output_fields=["count(*)"])[0]["count(*)"]
+        rows = _all_rows(store)
+        ids = [r["id"] for r in rows]
+        print(
+            f"\nrows after kill 1: {found2} (acked {acked1 * BATCH}), after kill 2: {found3} "
+            f"(acked {acked2 * BATCH}); expected {N}, found {count} ({len(set(ids))} distinct ids)"
+        )
+        assert count == N
+        assert len(ids) == N and len(set(ids)) == N
+        assert set(ids) == {f"doc-{i:05d}" for i in range(N)}
+        for r in rows:
+            i = int(r["id"][4:])
+            assert r["text"] == f"text {i}"
+            assert r["metadata"] == {"i": i, "batch": i // BATCH}
+
+        # a reopened store returns what was written, searchable
+        assert (store.dim, store.search_dim) == (16, 4)
+        assert store.get_by_ids(["doc-02999", "doc-00000", "doc-03000"]) == [
+            Document(id="doc-02999", page_content="text 2999", metadata={"i": 2999, "batch": 29}),
+            Document(id="doc-00000", page_content="text 0", metadata={"i": 0, "batch": 0}),
+        ]
+        top = store.similarity_search("text 1234", k=1, candidates=64)
+        assert [d.id for d in top] == ["doc-01234"]
+
+        # deleting missing ids is a no-op, whatever they hold
+        assert store.delete(["missing", "doc-99999", "x'] or id not in ['y", 'a"b\\']) is True
+        assert (
+            store.client.query(COLLECTION, filter="", output_fields=["count(*)"])[0]["count(*)"]
+            == N
+        )
+        store.delete(["doc-00007"])
+        assert len(_all_rows(store)) == N - 1
+        assert store.get_by_ids(["doc-00007", "doc-00008"])[0].id == "doc-00008"
+    finally:
+        store.close()
+
+
+def test_delete_of_missing_ids_is_a_no_op(tmp_path) -> None:
+    store = MatryoshkaMilvus(
+        DeterministicFakeEmbedding(size=16),
+        connection_args={"uri": str(tmp_path / "d.db")},
+        search_dim=4,
+    )
+    assert store.delete(["never-written"]) is True  # before the collection exists
+    store.add_texts(["a", "b", "c"], ids=["1", "2", "3"])
+    before = store.get_by_ids(["1", "2", "3"])
+    for missing in (
+        ["4"],
+        ["4", "5"],
+        ["'"],
+        ['"'],
+        ["\\"],
+        ["1' or id != '"],
+        ["3'] or id in ['1"],
+    ):
+        assert store.delete(missing) is True
+        assert store.get_by_ids(["1", "2", "3"]) == before
+    store.delete(["2", "missing"])
+    assert [d.id for d in store.get_by_ids(["1", "2", "3"])] == ["1", "3"]
+    store.close()
+
+
+def test_a_truncated_index_file_is_rebuilt_on_open(tmp_path) -> None:
+    """Milvus Lite writes index files in place: a process killed while it builds one
+    leaves it truncated (seen with the kill test above under load) and every later load
+    fails. Opening the store rebuilds the index from the intact rows."""
+    uri = str(tmp_path / "idx.db")
+    writer = textwrap.dedent(
+        """
+        import sys
+        from langchain_core.embeddings import DeterministicFakeEmbedding
+        from langchain_matryoshka import MatryoshkaMilvus
+
+        store = MatryoshkaMilvus(DeterministicFakeEmbedding(size=16),
+                                 connection_args={"uri": sys.argv[1]}, search_dim=4)
+        store.add_texts([f"text {i}" for i in range(300)], ids=[f"i{i}" for i in range(300)])
+        store.build_index()
+        """
+    )
+    subprocess.run([sys.executable, "-c", writer, uri], check=True, timeout=300)
+    index_files = list((tmp_path / "idx.db").rglob("*.idx"))
+    assert index_files  # Milvus Lite keeps one index file per segment
+    for path in index_files:
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 3])  # what a SIGKILL mid-write leaves
+    store = MatryoshkaMilvus(DeterministicFakeEmbedding(size=16), connection_args={"uri": uri})
+    try:
+        count = store.client.query(store.collection_name, filter="", output_fields=["count(*)"])
+        assert count[0]["count(*)"] == 300
+        top = store.similarity_search("text 123", k=1)
+        assert [(d.id, d.page_content) for d in top] == [("i123", "text 123")]
+    finally:
+        store.close()
