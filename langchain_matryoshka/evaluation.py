@@ -49,7 +49,7 @@ def load_beir(folder: str | os.PathLike[str], split: str = "test") -> BeirData:
         "queries": root / "queries.jsonl",
         "qrels": root / "qrels" / f"{split}.tsv",
     }
-    for name, path in paths.items():
+    for path in paths.values():
         if not path.is_file():
             raise InvalidInputError(
                 f"{path} not found: a BEIR folder holds corpus.jsonl, queries.jsonl and "
@@ -220,7 +220,10 @@ def evaluate_beir(
     key = hashlib.sha1(f"{model_name}|{Path(data_dir).resolve()}".encode()).hexdigest()[:12]
     cache = None if cache_dir is None else Path(cache_dir) / f"corpus-{key}.npy"
     doc_vecs = embed_corpus(
-        embeddings, data.doc_texts, cache=cache, desc="embedding corpus",
+        embeddings,
+        data.doc_texts,
+        cache=cache,
+        desc="embedding corpus",
         show_progress=show_progress,
     )
     started = time.perf_counter()
@@ -240,15 +243,24 @@ def evaluate_beir(
         for rotation in rotations:
             label = rotation or "none"
             store = MatryoshkaMilvus(
-                embeddings, collection_name=f"eval_{label}", connection_args={"uri": uri},
-                search_dim=search_dim, rotation=rotation, drop_old=True,
+                embeddings,
+                collection_name=f"eval_{label}",
+                connection_args={"uri": uri},
+                search_dim=search_dim,
+                rotation=rotation,
+                drop_old=True,
             )
             chunk = 2000
-            bar = tqdm(total=len(data.doc_ids), desc=f"ingesting ({label})", unit="doc",
-                       disable=not show_progress)
+            bar = tqdm(
+                total=len(data.doc_ids),
+                desc=f"ingesting ({label})",
+                unit="doc",
+                disable=not show_progress,
+            )
             for start in range(0, len(data.doc_ids), chunk):
                 store.add_embeddings(
-                    data.doc_texts[start : start + chunk], doc_vecs[start : start + chunk],
+                    data.doc_texts[start : start + chunk],
+                    doc_vecs[start : start + chunk],
                     ids=data.doc_ids[start : start + chunk],
                 )
                 bar.update(min(chunk, len(data.doc_ids) - start))
@@ -260,8 +272,9 @@ def evaluate_beir(
             t0 = time.perf_counter()
             exact_ids, _ = engine.exact(query_vecs, k)
             exact_ms = 1000 * (time.perf_counter() - t0) / len(query_vecs)
-            results.append(_result("exact full", label, None, data, exact_ids, exact_ids, k,
-                                   [exact_ms], {}))
+            results.append(
+                _result("exact full", label, None, data, exact_ids, exact_ids, k, [exact_ms], {})
+            )
             # head-only: Milvus' ranking of the head, one query at a time
             head_ids, lat = [], []
             for q in query_vecs:
@@ -269,24 +282,37 @@ def evaluate_beir(
                 _, cands = engine.head_candidates(q[None, :], k)
                 lat.append(1000 * (time.perf_counter() - t0))
                 head_ids.append(cands.ids[0])
-            results.append(_result("head only", label, None, data, head_ids, exact_ids, k,
-                                   lat, {}))
+            results.append(_result("head only", label, None, data, head_ids, exact_ids, k, lat, {}))
             # funnel at each candidate count
             for c in tqdm(candidates, desc=f"funnel ({label})", disable=not show_progress):
                 options = {"candidates": c, "prune_ratio": prune_ratio}
                 ranked, lat, stage_ms = _run_funnel(engine, query_vecs, k, options)
-                results.append(_result("funnel", label, c, data, ranked, exact_ids, k, lat,
-                                       stage_ms))
+                results.append(
+                    _result("funnel", label, c, data, ranked, exact_ids, k, lat, stage_ms)
+                )
             if held_out is not None:
                 calibration = store.calibrate(
-                    query_vectors=held_out, k=k, target_recall=target_recall,
+                    query_vectors=held_out,
+                    k=k,
+                    target_recall=target_recall,
                     show_progress=show_progress,
                 )
                 calibrations[label] = calibration.to_dict()
                 if calibration.reached:
                     ranked, lat, stage_ms = _run_funnel(engine, query_vecs, k, {})
-                    results.append(_result("funnel calibrated", label, calibration.candidates,
-                                           data, ranked, exact_ids, k, lat, stage_ms))
+                    results.append(
+                        _result(
+                            "funnel calibrated",
+                            label,
+                            calibration.candidates,
+                            data,
+                            ranked,
+                            exact_ids,
+                            k,
+                            lat,
+                            stage_ms,
+                        )
+                    )
             store.close()
     finally:
         if tmp is not None:
@@ -300,9 +326,15 @@ def evaluate_beir(
         k=k,
         query_embedding_ms=query_ms,
         results=results,
-        settings={"prune_ratio": prune_ratio, "split": split, "model": model_name,
-                  "candidates": list(candidates), "rotations": [r or "none" for r in rotations],
-                  "calibrate_split": calibrate_split, "target_recall": target_recall},
+        settings={
+            "prune_ratio": prune_ratio,
+            "split": split,
+            "model": model_name,
+            "candidates": list(candidates),
+            "rotations": [r or "none" for r in rotations],
+            "calibrate_split": calibrate_split,
+            "target_recall": target_recall,
+        },
         calibrations=calibrations,
     )
 
@@ -382,15 +414,23 @@ def write_report(report: EvalReport, out_dir: str | os.PathLike[str]) -> list[Pa
     ):
         fig, ax = plt.subplots(figsize=(6, 4))
         for rotation in report.settings["rotations"]:
-            pts = [r for r in report.results
-                   if r.method == "funnel" and r.rotation == rotation]
-            (line,) = ax.plot([p.candidates for p in pts], [getattr(p, attr) for p in pts],
-                              "o-", label=f"funnel, rotation {rotation}")
+            pts = [r for r in report.results if r.method == "funnel" and r.rotation == rotation]
+            (line,) = ax.plot(
+                [p.candidates for p in pts],
+                [getattr(p, attr) for p in pts],
+                "o-",
+                label=f"funnel, rotation {rotation}",
+            )
             for ref, style in (("exact full", ":"), ("head only", "--")):
                 base = [r for r in report.results if r.method == ref and r.rotation == rotation]
                 if base and not (attr == "recall_vs_exact" and ref == "exact full"):
-                    ax.axhline(getattr(base[0], attr), linestyle=style, linewidth=1,
-                               color=line.get_color(), label=f"{ref}, rotation {rotation}")
+                    ax.axhline(
+                        getattr(base[0], attr),
+                        linestyle=style,
+                        linewidth=1,
+                        color=line.get_color(),
+                        label=f"{ref}, rotation {rotation}",
+                    )
         ax.set_xscale("log", base=2)
         ax.set_xlabel("candidates")
         ax.set_ylabel(ylabel)

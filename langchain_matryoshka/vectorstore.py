@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .calibration import CalibrationResult
     from .retriever import FunnelRetriever
 
+
 class MatryoshkaMilvus(VectorStore):
     """Milvus vector store that indexes a short head of Matryoshka embeddings.
 
@@ -301,7 +302,7 @@ class MatryoshkaMilvus(VectorStore):
                 raise InvalidInputError(f"id {bad[0]!r} is not a string; pass string ids")
             if where:
                 raise InvalidInputError("delete() got both ids and a condition; pass one of them")
-        if self._engine.layout is None or (ids is not None and not ids):
+        if (self._engine.layout or self._engine.refresh()) is None or (ids is not None and not ids):
             return True
         self._engine.collection.delete(ids=ids, expr=where)
         return True
@@ -319,7 +320,7 @@ class MatryoshkaMilvus(VectorStore):
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Documents with these ids, in the order given; missing ids are skipped."""
         ids = list(ids)
-        if self._engine.layout is None or not ids:
+        if not ids or (self._engine.layout or self._engine.refresh()) is None:
             return []
         rows = {str(r[_milvus.FIELD_ID]): r for r in self._engine.collection.get(ids)}
         return [_to_document(i, rows[i]) for i in ids if i in rows]
@@ -399,7 +400,9 @@ class MatryoshkaMilvus(VectorStore):
         self, embedding: Sequence[float], k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         planned = self._engine.plan(k, kwargs)
-        return _pairs(await asyncio.to_thread(self._engine.search, np.asarray([embedding]), planned))[0]
+        return _pairs(
+            await asyncio.to_thread(self._engine.search, np.asarray([embedding]), planned)
+        )[0]
 
     def similarity_search_by_vector(
         self, embedding: list[float], k: int = 4, **kwargs: Any
@@ -451,7 +454,9 @@ class MatryoshkaMilvus(VectorStore):
             check_queries([query])
             return []
         embedding = self._embed_queries([query])[0]
-        return _mmr(embedding, self._engine.search(np.asarray([embedding]), planned)[0], k, lambda_mult)
+        return _mmr(
+            embedding, self._engine.search(np.asarray([embedding]), planned)[0], k, lambda_mult
+        )
 
     async def amax_marginal_relevance_search(
         self,
@@ -538,9 +543,7 @@ class MatryoshkaMilvus(VectorStore):
         if self._engine.layout is not None:
             self._engine.collection.build_index()
 
-    def calibrate(
-        self, queries: Sequence[str] | None = None, **kwargs: Any
-    ) -> CalibrationResult:
+    def calibrate(self, queries: Sequence[str] | None = None, **kwargs: Any) -> CalibrationResult:
         """Find and persist the cheapest funnel reaching a target recall@k.
 
         ``queries``: held-out query texts (None: pseudo-queries sampled from the
@@ -553,9 +556,7 @@ class MatryoshkaMilvus(VectorStore):
 
         return calibrate(self, queries, **kwargs)
 
-    def exact_search_with_score(
-        self, query: str, k: int = 4
-    ) -> list[tuple[str, float]]:
+    def exact_search_with_score(self, query: str, k: int = 4) -> list[tuple[str, float]]:
         """Exact full-dimension cosine top ``k`` ids over every stored row (slow; a reference)."""
         make_plan(dim=2, search_dim=1, k=k)
         ids, scores = self._engine.exact(self._embed_queries([query]), k)

@@ -303,3 +303,14 @@ def test_bad_input_is_refused_before_writing(store) -> None:
         store.similarity_search("query 0", nprobe=3)
     assert store.get_by_ids(["x", "j"]) == []
     assert store._engine.collection.count() == 200
+
+
+def test_a_store_opened_before_the_collection_existed_sees_it(lite_uri, corpus, table) -> None:
+    early = MatryoshkaMilvus(table, collection_name="later", connection_args={"uri": lite_uri})
+    writer = MatryoshkaMilvus(table, collection_name="later", client=early.client, search_dim=8)
+    writer.add_texts(corpus[0][:20], ids=[f"id{i}" for i in range(20)])
+    assert [d.id for d in early.similarity_search("doc 3", k=1)] == ["id3"]
+    assert (early.dim, early.search_dim) == (32, 8)
+    assert early.get_by_ids(["id4"])[0].page_content == "doc 4"
+    early.delete(["id4"])
+    assert writer.get_by_ids(["id4"]) == []
