@@ -449,13 +449,12 @@ class MatryoshkaMilvus(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """Diverse results: MMR on full vectors over the funnel's top ``fetch_k``."""
-        planned = self._mmr_plan(k, fetch_k, lambda_mult, kwargs)
-        if planned is None:
+        if self._mmr_plan(k, fetch_k, lambda_mult, kwargs) is None:
             check_queries([query])
             return []
         embedding = self._embed_queries([query])[0]
-        return _mmr(
-            embedding, self._engine.search(np.asarray([embedding]), planned)[0], k, lambda_mult
+        return self.max_marginal_relevance_search_by_vector(
+            embedding, k, fetch_k, lambda_mult, **kwargs
         )
 
     async def amax_marginal_relevance_search(
@@ -466,13 +465,13 @@ class MatryoshkaMilvus(VectorStore):
         lambda_mult: float = 0.5,
         **kwargs: Any,
     ) -> list[Document]:
-        planned = self._mmr_plan(k, fetch_k, lambda_mult, kwargs)
-        if planned is None:
+        if self._mmr_plan(k, fetch_k, lambda_mult, kwargs) is None:
             check_queries([query])
             return []
         embedding = (await self._aembed_queries([query]))[0]
-        hits = (await asyncio.to_thread(self._engine.search, np.asarray([embedding]), planned))[0]
-        return _mmr(embedding, hits, k, lambda_mult)
+        return await self.amax_marginal_relevance_search_by_vector(
+            embedding, k, fetch_k, lambda_mult, **kwargs
+        )
 
     def _mmr_plan(
         self, k: int, fetch_k: int, lambda_mult: float, options: Mapping[str, Any]
