@@ -65,6 +65,8 @@ MAX_DIM = 4096
 # Index defaults. HNSW on the short head: small (search_dim floats + graph per row) and
 # fast. Milvus Lite ignores build parameters unless they are nested under "params".
 DEFAULT_INDEX_TYPE = "HNSW"
+#: Index types Milvus Lite builds (others are accepted, then break or fall back).
+LITE_INDEX_TYPES = ("HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8", "FLAT", "AUTOINDEX")
 DEFAULT_INDEX_PARAMS: dict[str, dict[str, Any]] = {
     "HNSW": {"M": 16, "efConstruction": 200},
     "HNSW_SQ": {"M": 16, "efConstruction": 200, "sq_type": "SQ8"},
@@ -233,6 +235,11 @@ class MilvusCollection:
         self.name = name
         self.lite = lite
         self.consistency_level = consistency_level_name(consistency_level)
+        if lite and str(index_type).upper() not in LITE_INDEX_TYPES:
+            raise ConfigurationError(
+                f"index_type={index_type!r} is not supported by Milvus Lite (it would fall "
+                "back to brute force); pass one of " + ", ".join(LITE_INDEX_TYPES)
+            )
         self.index_type = index_type
         self.index_params = dict(index_params or {})
         self.search_params = dict(search_params or {})

@@ -17,7 +17,7 @@ from ._engine import Engine, Hit, Planned
 from ._validation import check_queries, prepare_texts, reject_unknown
 from .errors import ConfigurationError, InvalidInputError
 from .funnel import make_plan
-from .rotation import DEFAULT_SAMPLE
+from .rotation import DEFAULT_SAMPLE, rotate
 
 if TYPE_CHECKING:
     from .calibration import CalibrationResult
@@ -426,7 +426,7 @@ class MatryoshkaMilvus(VectorStore):
         """MMR on full vectors over the funnel's top ``fetch_k``."""
         planned = self._mmr_plan(k, fetch_k, lambda_mult, kwargs)
         hits = self._engine.search(np.asarray([embedding]), planned)[0]
-        return _mmr(embedding, hits, k, lambda_mult)
+        return _mmr(rotate(embedding, self._engine.basis), hits, k, lambda_mult)
 
     async def amax_marginal_relevance_search_by_vector(
         self,
@@ -438,7 +438,7 @@ class MatryoshkaMilvus(VectorStore):
     ) -> list[Document]:
         planned = self._mmr_plan(k, fetch_k, lambda_mult, kwargs)
         hits = (await asyncio.to_thread(self._engine.search, np.asarray([embedding]), planned))[0]
-        return _mmr(embedding, hits, k, lambda_mult)
+        return _mmr(rotate(embedding, self._engine.basis), hits, k, lambda_mult)
 
     def max_marginal_relevance_search(
         self,

@@ -146,3 +146,15 @@ def test_another_process_uses_the_same_basis(tmp_path) -> None:
     )
     np.testing.assert_array_equal(store.rotation, np.load(saved))
     assert store.similarity_search("text 7", k=1)[0].id == "t7"
+
+
+def test_mmr_with_rotation_compares_in_one_basis(lite_uri, spread) -> None:
+    docs, _, table = spread
+    store = _store(lite_uri, table, "pca", search_dim=8)
+    store.add_texts([f"d{i}" for i in range(len(docs))], ids=[f"d{i}" for i in range(len(docs))])
+    for q in range(5):
+        plain = [d.id for d in store.similarity_search(f"q{q}", k=5, candidates=40)]
+        mmr = store.max_marginal_relevance_search(
+            f"q{q}", k=5, fetch_k=20, lambda_mult=1.0, candidates=40
+        )
+        assert [d.id for d in mmr] == plain  # lambda 1: relevance only

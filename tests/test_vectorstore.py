@@ -314,3 +314,12 @@ def test_a_store_opened_before_the_collection_existed_sees_it(lite_uri, corpus, 
     assert early.get_by_ids(["id4"])[0].page_content == "doc 4"
     early.delete(["id4"])
     assert writer.get_by_ids(["id4"]) == []
+
+
+def test_index_types_milvus_lite_cannot_build_are_refused(lite_uri, table) -> None:
+    with pytest.raises(ConfigurationError, match="index_type='DISKANN' is not supported"):
+        MatryoshkaMilvus(table, connection_args={"uri": lite_uri}, index_type="DISKANN")
+    store = MatryoshkaMilvus(table, connection_args={"uri": lite_uri}, index_type="IVF_FLAT",
+                             search_dim=8)
+    store.add_texts(["doc 1", "doc 2"], ids=["a", "b"])
+    assert store.similarity_search("doc 1", k=1)[0].id == "a"
