@@ -83,6 +83,7 @@ def main() -> None:
     }
     print(json.dumps(figures, indent=2))
     if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
             json.dump({**figures, "curve": result.to_dict()["curve"]}, f, indent=2)
     store.close()

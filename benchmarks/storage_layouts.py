@@ -41,7 +41,7 @@ whose top-10 ids differ.
 Hardware of the reported run: 2-core x86_64 VM, no GPU, other jobs running beside it;
 compare the ratios within one run, not absolute times across runs.
 
-Run:  python benchmarks/storage_layouts.py --n 100000 --json /tmp/storage_layouts.json
+Run:  python benchmarks/storage_layouts.py --n 100000 --json results/storage_layouts.json
       (about 45 minutes at 100k rows on the loaded 2-core machine: 10 min inserts,
       5 min index builds, 20 min for 20 repetitions; --n 20000 for a quick check)
 """
@@ -691,6 +691,7 @@ def main() -> None:
         med["package"]["overhead_of_medians"] = over
 
     if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
             json.dump({
                 "args": vars(args),
