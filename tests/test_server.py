@@ -15,21 +15,18 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.vectorstores import VectorStore
-from langchain_tests.integration_tests import (
-    RetrieversIntegrationTests,
-    VectorStoreIntegrationTests,
-)
+from langchain_tests.integration_tests import VectorStoreIntegrationTests
 
 from langchain_matryoshka import (
     ConfigurationError,
     ConnectionError,
-    FunnelRetriever,
     MatryoshkaMilvus,
     _milvus,
 )
+
+from .test_standard import FunnelRetrieverSuite
 
 pytestmark = pytest.mark.server
 
@@ -95,33 +92,12 @@ class TestServerVectorStoreStandard(VectorStoreIntegrationTests):
             store.close()
 
 
-class TestServerRetrieverStandard(RetrieversIntegrationTests):
-    @pytest.fixture(autouse=True)
-    def _store(self, server_uri: str, server_collection: str) -> Iterator[None]:
-        store = MatryoshkaMilvus(
-            DeterministicFakeEmbedding(size=16),
-            collection_name=server_collection,
-            connection_args={"uri": server_uri},
-            search_dim=4,
-        )
-        store.add_documents(
-            [Document(page_content=f"document number {i}", metadata={"n": i}) for i in range(10)]
-        )
-        self._vectorstore = store
-        yield
-        store.close()
-
-    @property
-    def retriever_constructor(self) -> type[FunnelRetriever]:
-        return FunnelRetriever
-
-    @property
-    def retriever_constructor_params(self) -> dict:
-        return {"vectorstore": self._vectorstore, "k": 2}
-
-    @property
-    def retriever_query_example(self) -> str:
-        return "document number 3"
+class TestServerRetrieverStandard(FunnelRetrieverSuite):
+    def connection(self, request) -> dict:
+        return {
+            "collection_name": request.getfixturevalue("server_collection"),
+            "connection_args": {"uri": request.getfixturevalue("server_uri")},
+        }
 
 
 # ---------------------------------------------------------------------------- fixtures

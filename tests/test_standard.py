@@ -32,15 +32,19 @@ class TestMatryoshkaMilvusStandard(VectorStoreIntegrationTests):
             store.close()
 
 
-class TestFunnelRetrieverStandard(RetrieversIntegrationTests):
+class FunnelRetrieverSuite(RetrieversIntegrationTests):
+    """LangChain's retriever suite over a 10-document store; subclasses pick where."""
+
+    def connection(self, request) -> dict:
+        """Keyword arguments that place the store (uri, collection name)."""
+        raise NotImplementedError
+
     @pytest.fixture(autouse=True)
-    def _store(self, tmp_path) -> Iterator[None]:
+    def _store(self, request) -> Iterator[None]:
         from langchain_core.embeddings import DeterministicFakeEmbedding
 
         store = MatryoshkaMilvus(
-            DeterministicFakeEmbedding(size=16),
-            connection_args={"uri": str(tmp_path / "retriever.db")},
-            search_dim=4,
+            DeterministicFakeEmbedding(size=16), search_dim=4, **self.connection(request)
         )
         store.add_documents(
             [Document(page_content=f"document number {i}", metadata={"n": i}) for i in range(10)]
@@ -60,3 +64,9 @@ class TestFunnelRetrieverStandard(RetrieversIntegrationTests):
     @property
     def retriever_query_example(self) -> str:
         return "document number 3"
+
+
+class TestFunnelRetrieverStandard(FunnelRetrieverSuite):
+    def connection(self, request) -> dict:
+        uri = request.getfixturevalue("tmp_path") / "retriever.db"
+        return {"connection_args": {"uri": str(uri)}}
