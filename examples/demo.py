@@ -327,15 +327,9 @@ def stored_matches(store, corpus: Corpus, embeddings) -> np.ndarray | None:
     count = store.client.query(name, filter="", output_fields=["count(*)"])[0]["count(*)"]
     if count != len(corpus.ids):
         return None
-    rows = {}
-    for start in range(0, len(corpus.ids), 1000):  # "full" is the stored full vector
-        batch = store.client.get(name, ids=corpus.ids[start : start + 1000], output_fields=["full"])
-        rows.update({r["id"]: r["full"] for r in batch})
-    if len(rows) != len(corpus.ids):
+    found, vectors = store.get_vectors(corpus.ids)  # unit length, rotation undone
+    if found != list(corpus.ids):
         return None
-    vectors = np.asarray([rows[i] for i in corpus.ids], dtype=np.float32)
-    if store.rotation is not None:  # stored rotated: undo the (orthogonal) rotation
-        vectors = vectors @ store.rotation.T
     probe = np.asarray(embeddings.embed_documents(corpus.texts[:8]), dtype=np.float32)
     if probe.shape[1] != vectors.shape[1]:
         return None

@@ -65,6 +65,7 @@ class Engine:
         text_max_length: int,
         batch_size: int,
         rotation: str | None,
+        show_progress: bool = False,
         rotation_sample: int,
     ) -> None:
         if rotation not in ROTATIONS:
@@ -80,6 +81,7 @@ class Engine:
         self.explicit = {k: v for k, v in defaults.items() if v is not None}
         self.text_max_length = text_max_length
         self.batch_size = batch_size
+        self.show_progress = show_progress
         self.rotation = rotation
         self.rotation_sample = rotation_sample
         self.lock = threading.Lock()
@@ -186,8 +188,10 @@ class Engine:
             )
         layout = self.ensure_collection(vectors)
         vectors = rotate(vectors, self.basis)
-        rows = _milvus.make_rows(ids, texts, metas, head_of(vectors, layout.search_dim), vectors)
-        self.collection.upsert(rows, self.batch_size)
+        rows = _milvus.make_rows(
+            ids, texts, metas, head_of(vectors, layout.search_dim), vectors, layout
+        )
+        self.collection.upsert(rows, self.batch_size, progress=self.show_progress)
 
     @property
     def dim(self) -> int | None:
@@ -240,7 +244,7 @@ class Engine:
         q = self.query_vectors(queries, layout)
         hits = self.collection.search(head_of(q, layout.search_dim), plan.candidates, expr)
         clock.lap("head_search")
-        cands = _milvus.hits_to_candidates(hits, layout.dim)
+        cands = _milvus.hits_to_candidates(hits, layout)
         clock.lap("decode")
         ranked = funnel_rerank(q, cands.vectors, cands.n_valid, plan)
         clock.lap("rerank")
@@ -269,7 +273,7 @@ class Engine:
         layout = self._require_layout()
         q = self.query_vectors(queries, layout)
         hits = self.collection.search(head_of(q, layout.search_dim), limit, "")
-        return q, _milvus.hits_to_candidates(hits, layout.dim)
+        return q, _milvus.hits_to_candidates(hits, layout)
 
     def exact(
         self, queries: Any, k: int, batch_size: int = 4096
@@ -283,11 +287,24 @@ class Engine:
         q = self.query_vectors(queries, layout)
         top = StreamingTopK(q, k)
         all_ids: list[str] = []
-        for ids, vectors in self.collection.iterate_vectors(batch_size):
+        for ids, vectors in self.collection.iterate_vectors(layout, batch_size):
             top.push(vectors, offset=len(all_ids))
             all_ids.extend(ids)
         idx, scores = top.result()
         return [[all_ids[j] for j in row if j >= 0] for row in idx.tolist()], scores
+
+    def stored_vectors(self, ids: list[str]) -> tuple[list[str], np.ndarray]:
+        """The ids found among ``ids`` (in that order) and their stored full vectors.
+
+        Vectors are as searched: unit length and in the rotated basis, if any.
+        """
+        layout = self._require_layout()
+        found: dict[str, Any] = {}
+        for start in range(0, len(ids), 1024):
+            for row in self.collection.get(ids[start : start + 1024], with_vectors=True):
+                found[str(row[_milvus.FIELD_ID])] = row[_milvus.FIELD_FULL]
+        kept = [i for i in dict.fromkeys(ids) if i in found]
+        return kept, _milvus.decode_full([found[i] for i in kept], layout)
 
     def _require_layout(self) -> _milvus.Layout:
         if self.layout is None:

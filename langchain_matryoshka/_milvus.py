@@ -10,15 +10,34 @@ Collection layout (one collection per store)::
     text      VARCHAR                    Document.page_content
     metadata  JSON                       Document.metadata
     head      FLOAT_VECTOR[search_dim]   L2-normalised first search_dim dims, indexed (IP)
-    full      ARRAY<FLOAT>[dim]          the full embedding, read back for reranking
+    full      VARCHAR                    the L2-normalised full embedding as float16,
+                                         base64: read back for reranking
 
-Why the full vector is an ``ARRAY<FLOAT>`` and not a second ``FLOAT_VECTOR``: Milvus 2.3
-servers refuse two vector fields in one collection ("multiple vector fields is not
-supported"), and on Milvus Lite the array costs no more. Measured on Milvus Lite 3.2.2
-(2 cores, 20k rows, head 128 + full 768 dims, HNSW head, limit 256, medians of 20):
-search returning the full vectors took 51 ms as ARRAY<FLOAT> vs 72 ms as FLOAT_VECTOR;
-a batch of 32 such queries 1,126 ms vs 1,134 ms. One layout therefore serves Milvus Lite,
-Milvus servers and clusters alike.
+plus two collection properties, ``matryoshka.full`` (the full vector's encoding) and
+``matryoshka.dim`` (its dimension, which a VARCHAR does not carry).
+
+How the full vector is stored was chosen by measurement (``benchmarks/storage_layouts.py``;
+Milvus Lite 3.2.2, 2 cores, 100k rows, head 128 + full 768 dims, HNSW head, 256 hits with
+their full vectors, 500 queries):
+
+=========================  ===============  ======================  =====
+full vector stored as      single query     batch of 32 queries     disk
+                           (vs ARRAY)       (QPS vs 32 single)
+=========================  ===============  ======================  =====
+ARRAY<FLOAT>               1.00             3.29x                   1.00
+second FLOAT_VECTOR        1.03             3.24x                   -
+VARCHAR base64 float32     0.68             3.56x                   -
+VARCHAR base64 float16     0.66             5.77x                   0.76
+ARRAY<INT8> + scale        0.66             6.98x                   -
+=========================  ===============  ======================  =====
+
+Milvus 2.3 servers refuse a second vector field ("multiple vector fields is not
+supported"), Milvus Lite refuses FLOAT16_VECTOR, and int8 changed the top-10 set for
+14.6% of queries. float16 of a unit vector keeps the cosine to about 1e-4 (it changed the
+top-10 set for 1 query in 500, by one document near the cut), moves a VARCHAR over the
+wire that Milvus neither parses nor converts, and decodes with one ``frombuffer`` per
+search. Vectors are normalised before the cast, so no component can overflow float16;
+cosine scores do not change. Collections written by 0.1 (ARRAY<FLOAT>) are still read.
 
 The head is stored normalised and searched with the inner product (= cosine), so the
 index never depends on a metric normalising for us.
@@ -26,6 +45,8 @@ index never depends on a metric normalising for us.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -59,8 +80,20 @@ METRIC = "IP"
 ID_MAX_LENGTH = 512
 #: Longest text, in UTF-8 bytes (the VARCHAR maximum).
 TEXT_MAX_LENGTH = 65535
-#: Largest ARRAY capacity Milvus allows, hence the largest embedding dimension.
+#: Largest embedding dimension (the largest ARRAY capacity Milvus allows; settings
+#: matrices are stored one ARRAY row per matrix row).
 MAX_DIM = 4096
+
+#: Full vectors as base64 float16 in a VARCHAR (the default, see the module docstring).
+STORAGE_FLOAT16 = "float16-base64"
+#: Full vectors as ARRAY<FLOAT> (collections written by langchain-matryoshka 0.1).
+STORAGE_ARRAY = "float32-array"
+#: Largest error float16 storage adds to a cosine score: each component of a unit vector
+#: is rounded by at most 2**-11 of itself (plus 2**-25 below float16's normal range),
+#: and sum(|q_i| |d_i|) <= 1 for unit q and d.
+FLOAT16_COSINE_ERROR = 2.0**-11 + 64 * 2.0**-25
+PROPERTY_STORAGE = "matryoshka.full"
+PROPERTY_DIM = "matryoshka.dim"
 
 # Index defaults. HNSW on the short head: small (search_dim floats + graph per row) and
 # fast. Milvus Lite ignores build parameters unless they are nested under "params".
@@ -86,6 +119,29 @@ class Layout:
     dim: int
     search_dim: int
     text_max_length: int = TEXT_MAX_LENGTH
+    storage: str = STORAGE_FLOAT16
+
+
+def full_max_length(dim: int) -> int:
+    """Characters of a base64 float16 vector of ``dim`` components."""
+    return 4 * -(-2 * dim // 3)
+
+
+def encode_full(vectors: np.ndarray, storage: str) -> list[Any]:
+    """Full vectors ``[n, dim]`` as the ``full`` field's values."""
+    if storage == STORAGE_ARRAY:
+        return vectors.tolist()
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit = (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float16)
+    return [base64.b64encode(row.tobytes()).decode("ascii") for row in unit]
+
+
+def decode_full(values: Sequence[Any], layout: Layout) -> np.ndarray:
+    """The ``full`` field's values as float32 ``[n, dim]``."""
+    if layout.storage == STORAGE_ARRAY:
+        return np.asarray(values, dtype=np.float32).reshape(len(values), layout.dim)
+    raw = b"".join(map(binascii.a2b_base64, values))
+    return np.frombuffer(raw, dtype=np.float16).reshape(len(values), layout.dim).astype(np.float32)
 
 
 def _field(desc: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
@@ -133,20 +189,38 @@ def read_layout(client: Any, collection: str) -> Layout:
         f"no FLOAT_VECTOR field {FIELD_HEAD!r}",
     )
     full = _field(desc, FIELD_FULL)
-    _expect(
-        full is not None
-        and full.get("type") == DataType.ARRAY
-        and full.get("element_type") == DataType.FLOAT,
-        collection,
-        f"no ARRAY<FLOAT> field {FIELD_FULL!r}",
-    )
-    dim = int(full["params"]["max_capacity"])
+    properties = desc.get("properties") or {}
+    if full is not None and full.get("type") == DataType.VARCHAR:
+        storage = properties.get(PROPERTY_STORAGE)
+        _expect(
+            storage == STORAGE_FLOAT16 and str(properties.get(PROPERTY_DIM, "")).isdigit(),
+            collection,
+            f"VARCHAR field {FIELD_FULL!r} without the properties {PROPERTY_STORAGE}="
+            f"{STORAGE_FLOAT16!r} and {PROPERTY_DIM}",
+        )
+        dim = int(properties[PROPERTY_DIM])
+        _expect(
+            int(full["params"].get("max_length", 0)) >= full_max_length(dim),
+            collection,
+            f"VARCHAR field {FIELD_FULL!r} too short for {dim} float16 values",
+        )
+    else:
+        _expect(
+            full is not None
+            and full.get("type") == DataType.ARRAY
+            and full.get("element_type") == DataType.FLOAT,
+            collection,
+            f"no VARCHAR or ARRAY<FLOAT> field {FIELD_FULL!r}",
+        )
+        storage = STORAGE_ARRAY
+        dim = int(full["params"]["max_capacity"])
     search_dim = int(head["params"]["dim"])
     _expect(search_dim < dim, collection, f"head dim {search_dim} >= full dim {dim}")
     return Layout(
         dim=dim,
         search_dim=search_dim,
         text_max_length=int(text["params"].get("max_length", TEXT_MAX_LENGTH)),
+        storage=storage,
     )
 
 
@@ -195,15 +269,15 @@ class Candidates:
     """``[n_queries]`` hits returned for each query."""
 
 
-def hits_to_candidates(hits: Sequence[Sequence[Mapping[str, Any]]], dim: int) -> Candidates:
-    """Turn a Milvus search result into padded numpy candidates."""
+def hits_to_candidates(hits: Sequence[Sequence[Mapping[str, Any]]], layout: Layout) -> Candidates:
+    """Turn a Milvus search result into padded numpy candidates (one decode for all)."""
     n_valid = np.array([len(h) for h in hits], dtype=np.int64)
     width = int(n_valid.max()) if len(hits) else 0
-    vectors = np.zeros((len(hits), width, dim), dtype=np.float32)
+    vectors = np.zeros((len(hits), width, layout.dim), dtype=np.float32)
+    flat = decode_full([h["entity"][FIELD_FULL] for query_hits in hits for h in query_hits], layout)
+    vectors[np.arange(width) < n_valid[:, None]] = flat
     ids, texts, metas = [], [], []
-    for q, query_hits in enumerate(hits):
-        if query_hits:
-            vectors[q, : len(query_hits)] = [h["entity"][FIELD_FULL] for h in query_hits]
+    for query_hits in hits:
         ids.append([str(h["id"]) for h in query_hits])
         texts.append([h["entity"][FIELD_TEXT] for h in query_hits])
         metas.append([h["entity"][FIELD_METADATA] or {} for h in query_hits])
@@ -296,9 +370,14 @@ class MilvusCollection:
         schema.add_field(FIELD_TEXT, DataType.VARCHAR, max_length=layout.text_max_length)
         schema.add_field(FIELD_METADATA, DataType.JSON)
         schema.add_field(FIELD_HEAD, DataType.FLOAT_VECTOR, dim=layout.search_dim)
-        schema.add_field(
-            FIELD_FULL, DataType.ARRAY, element_type=DataType.FLOAT, max_capacity=layout.dim
-        )
+        if layout.storage == STORAGE_ARRAY:
+            schema.add_field(
+                FIELD_FULL, DataType.ARRAY, element_type=DataType.FLOAT, max_capacity=layout.dim
+            )
+            properties = {}
+        else:
+            schema.add_field(FIELD_FULL, DataType.VARCHAR, max_length=full_max_length(layout.dim))
+            properties = {PROPERTY_STORAGE: layout.storage, PROPERTY_DIM: str(layout.dim)}
         try:
             self.client.create_collection(
                 self.name,
@@ -307,6 +386,7 @@ class MilvusCollection:
                     self.client, self.lite, self.index_type, self.index_params
                 ),
                 consistency_level=self.consistency_level,
+                properties=properties,
             )
         except Exception as exc:
             if not created_by_another(self.client, self.name, exc):
@@ -327,9 +407,14 @@ class MilvusCollection:
             self.client.drop_collection(self.name)
 
     # -- writes
-    def upsert(self, rows: list[dict[str, Any]], batch_size: int) -> None:
+    def upsert(self, rows: list[dict[str, Any]], batch_size: int, progress: bool = False) -> None:
+        starts = range(0, len(rows), batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc=f"writing to {self.name}", unit="batch")
         with lite_writes(self.lite, self.name):
-            for start in range(0, len(rows), batch_size):
+            for start in starts:
                 self.client.upsert(self.name, rows[start : start + batch_size])
             if self.lite and rows:
                 # Milvus Lite re-snapshots unflushed rows on every search; flushing keeps
@@ -410,7 +495,9 @@ class MilvusCollection:
             consistency_level=self.consistency_level,
         )
 
-    def iterate_vectors(self, batch_size: int = 4096) -> Iterator[tuple[list[str], np.ndarray]]:
+    def iterate_vectors(
+        self, layout: Layout, batch_size: int = 4096
+    ) -> Iterator[tuple[list[str], np.ndarray]]:
         """Every row's id and full vector, ``batch_size`` rows at a time (bounded memory)."""
         iterator = self.client.query_iterator(
             self.name, batch_size=batch_size, filter="", output_fields=[FIELD_FULL]
@@ -422,7 +509,7 @@ class MilvusCollection:
                     return
                 yield (
                     [str(r[FIELD_ID]) for r in batch],
-                    np.asarray([r[FIELD_FULL] for r in batch], dtype=np.float32),
+                    decode_full([r[FIELD_FULL] for r in batch], layout),
                 )
         finally:
             iterator.close()
@@ -449,6 +536,7 @@ def make_rows(
     metadatas: Iterable[dict[str, Any]],
     heads: np.ndarray,
     vectors: np.ndarray,
+    layout: Layout,
 ) -> list[dict[str, Any]]:
     """Rows in the collection's layout."""
     return [
@@ -459,7 +547,9 @@ def make_rows(
             FIELD_HEAD: h,
             FIELD_FULL: v,
         }
-        for i, t, m, h, v in zip(ids, texts, metadatas, heads.tolist(), vectors.tolist())
+        for i, t, m, h, v in zip(
+            ids, texts, metadatas, heads.tolist(), encode_full(vectors, layout.storage)
+        )
     ]
 
 

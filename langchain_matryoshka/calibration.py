@@ -152,9 +152,7 @@ def calibrate(
         ids = engine.collection.all_ids()
         rng = np.random.default_rng(seed)
         chosen = [ids[i] for i in rng.choice(len(ids), min(n_pseudo, len(ids)), replace=False)]
-        rows = engine.collection.get(chosen, with_vectors=True)
-        self_ids = [str(r["id"]) for r in rows]
-        stored = np.asarray([r["full"] for r in rows], dtype=np.float32)
+        self_ids, stored = engine.stored_vectors(chosen)
         # Stored vectors are rotated; queries go through the rotation again.
         qvecs = stored @ engine.basis.T if engine.basis is not None else stored
         extra = 1

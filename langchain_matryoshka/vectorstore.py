@@ -73,6 +73,13 @@ class MatryoshkaMilvus(VectorStore):
         prune_ratio: float | None
             Fraction kept after each stage but the last (default 0.5).
 
+    Key init args — ingestion:
+        batch_size: int
+            Rows per Milvus upsert (default 1000).
+        show_progress: bool
+            A progress bar over the upserts of each write (tqdm). For the embedding
+            step, ``MatryoshkaEmbeddings(show_progress=True)`` shows the model's own.
+
     Instantiate:
         .. code-block:: python
 
@@ -132,6 +139,7 @@ class MatryoshkaMilvus(VectorStore):
         consistency_level: str = "Strong",
         text_max_length: int = _milvus.TEXT_MAX_LENGTH,
         batch_size: int = 1000,
+        show_progress: bool = False,
         rotation: str | None = None,
         rotation_sample: int = DEFAULT_SAMPLE,
         drop_old: bool = False,
@@ -151,6 +159,8 @@ class MatryoshkaMilvus(VectorStore):
             raise ConfigurationError(
                 f"batch_size={batch_size!r} must be a positive integer, e.g. 1000"
             )
+        if not isinstance(show_progress, bool):
+            raise ConfigurationError(f"show_progress={show_progress!r} must be True or False")
         if not (isinstance(text_max_length, int) and 1 <= text_max_length <= 65535):
             raise ConfigurationError(
                 f"text_max_length={text_max_length!r} must be an integer in [1, 65535]"
@@ -186,6 +196,7 @@ class MatryoshkaMilvus(VectorStore):
             defaults={"candidates": candidates, "scales": scales, "prune_ratio": prune_ratio},
             text_max_length=text_max_length,
             batch_size=batch_size,
+            show_progress=show_progress,
             rotation=rotation,
             rotation_sample=rotation_sample,
         )
@@ -328,6 +339,23 @@ class MatryoshkaMilvus(VectorStore):
     async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         return await asyncio.to_thread(self.get_by_ids, ids)
 
+    def get_vectors(self, ids: Sequence[str], /) -> tuple[list[str], np.ndarray]:
+        """Stored full embeddings: the ids found (in the order given) and ``[n, dim]``.
+
+        Vectors come back as stored: unit length and float16 precision, in the
+        embedding's own basis (a rotation is undone). Missing ids are skipped.
+        """
+        ids = [str(i) for i in ids]
+        layout = self._engine.layout or self._engine.refresh()
+        if not ids or layout is None:
+            return [], np.zeros((0, layout.dim if layout else 0), dtype=np.float32)
+        found, vectors = self._engine.stored_vectors(ids)
+        basis = self._engine.basis
+        return found, vectors @ basis.T if basis is not None else vectors
+
+    async def aget_vectors(self, ids: Sequence[str], /) -> tuple[list[str], np.ndarray]:
+        return await asyncio.to_thread(self.get_vectors, ids)
+
     # ------------------------------------------------------------------ search core
 
     def _embed_queries(self, queries: Sequence[str]) -> list[list[float]]:
@@ -358,6 +386,23 @@ class MatryoshkaMilvus(VectorStore):
         if planned is None:
             return [[] for _ in queries]
         return _pairs(self._engine.search(np.asarray(self._embed_queries(queries)), planned))
+
+    def search_batch_with_score_by_vector(
+        self, embeddings: Sequence[Sequence[float]] | np.ndarray, k: int = 4, **kwargs: Any
+    ) -> list[list[tuple[Document, float]]]:
+        """Funnel search for many precomputed query embeddings: one Milvus search."""
+        planned = self._engine.plan(k, kwargs)
+        vectors = np.asarray(embeddings, dtype=np.float32)
+        if planned is None:
+            return [[] for _ in range(len(vectors))]
+        return _pairs(self._engine.search(vectors, planned))
+
+    async def asearch_batch_with_score_by_vector(
+        self, embeddings: Sequence[Sequence[float]] | np.ndarray, k: int = 4, **kwargs: Any
+    ) -> list[list[tuple[Document, float]]]:
+        return await asyncio.to_thread(
+            self.search_batch_with_score_by_vector, embeddings, k, **kwargs
+        )
 
     async def asearch_batch_with_score(
         self, queries: Sequence[str], k: int = 4, **kwargs: Any

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from langchain_matryoshka import MatryoshkaMilvus
+from langchain_matryoshka._milvus import FLOAT16_COSINE_ERROR
 from langchain_matryoshka.errors import ConfigurationError
 from langchain_matryoshka.funnel import StreamingTopK, exact_top_k
 
@@ -29,7 +30,7 @@ def test_store_exact_search_streams_the_whole_collection(store, corpus) -> None:
     ids, scores = store._engine.exact(queries[:5], 6, batch_size=17)
     ref_idx, ref_scores = exact_top_k(queries[:5], docs, 6)
     assert ids == [[f"id{j}" for j in row] for row in ref_idx]
-    np.testing.assert_allclose(scores, ref_scores, atol=1e-5)
+    np.testing.assert_allclose(scores, ref_scores, atol=FLOAT16_COSINE_ERROR)
     pairs = store.exact_search_with_score(qtexts[0], k=3)
     assert [i for i, _ in pairs] == [f"id{j}" for j in ref_idx[0, :3]]
 
@@ -50,8 +51,11 @@ def test_calibration_reaches_the_target_and_becomes_the_default(store, corpus, t
     )
     assert result.reached and result.persisted and not result.pseudo_queries
     assert result.n_queries == len(qtexts)
-    chosen = next(p for p in result.curve
-                  if (p.candidates, p.prune_ratio) == (result.candidates, result.prune_ratio))
+    chosen = next(
+        p
+        for p in result.curve
+        if (p.candidates, p.prune_ratio) == (result.candidates, result.prune_ratio)
+    )
     assert chosen.recall >= 0.95
     # nothing cheaper reached the target
     assert all(p.recall < 0.95 for p in result.curve if p.candidates < result.candidates)
@@ -65,8 +69,9 @@ def test_calibration_reaches_the_target_and_becomes_the_default(store, corpus, t
         store.similarity_search(qtexts[0], k=5)
     )
     # constructor arguments still win over calibrated values
-    pinned = MatryoshkaMilvus(table, collection_name=store.collection_name,
-                              client=store.client, candidates=150)
+    pinned = MatryoshkaMilvus(
+        table, collection_name=store.collection_name, client=store.client, candidates=150
+    )
     assert pinned.funnel_defaults["candidates"] == 150
     assert "| candidates | prune_ratio |" in result.table()
 
@@ -77,8 +82,9 @@ def test_pseudo_queries_and_unreachable_targets(store) -> None:
     assert not result.persisted and store.funnel_defaults["candidates"] is None
     recalls = {p.candidates: p.recall for p in result.curve if p.prune_ratio == 1.0}
     assert recalls[max(recalls)] >= recalls[min(recalls)]
-    hopeless = store.calibrate(k=5, n_pseudo=30, target_recall=1.0, candidate_grid=[6],
-                               prune_ratios=[0.5])
+    hopeless = store.calibrate(
+        k=5, n_pseudo=30, target_recall=1.0, candidate_grid=[6], prune_ratios=[0.5]
+    )
     assert not hopeless.reached and hopeless.candidates is None and not hopeless.persisted
     with pytest.raises(ConfigurationError, match="target_recall=1.5"):
         store.calibrate(k=5, target_recall=1.5)
@@ -87,15 +93,24 @@ def test_pseudo_queries_and_unreachable_targets(store) -> None:
 def test_deep_tiers_are_fetched_only_when_needed(store) -> None:
     depths = []
     head_candidates = store._engine.head_candidates
-    store._engine.head_candidates = lambda q, limit: (depths.append(limit),
-                                                      head_candidates(q, limit))[1]
-    easy = store.calibrate(k=5, n_pseudo=20, target_recall=0.5, persist=False,
-                           candidate_grid=[8, 64, 512, 1024])
+    store._engine.head_candidates = lambda q, limit: (
+        depths.append(limit),
+        head_candidates(q, limit),
+    )[1]
+    easy = store.calibrate(
+        k=5, n_pseudo=20, target_recall=0.5, persist=False, candidate_grid=[8, 64, 512, 1024]
+    )
     assert easy.reached and set(depths) == {256}
     assert {p.candidates for p in easy.curve} == {8, 64}
     depths.clear()
-    hard = store.calibrate(k=5, n_pseudo=20, target_recall=1.0, persist=False,
-                           candidate_grid=[8, 64, 512], prune_ratios=[1.0])
+    hard = store.calibrate(
+        k=5,
+        n_pseudo=20,
+        target_recall=1.0,
+        persist=False,
+        candidate_grid=[8, 64, 512],
+        prune_ratios=[1.0],
+    )
     recall = {p.candidates: p.recall for p in hard.curve}
     assert recall[64] < 1.0  # so the 256 tier cannot stop the search...
     assert depths == [256, 512]  # ...and the next tier is fetched

@@ -521,7 +521,7 @@ def _foreign(client, name: str, variant: str) -> None:
     ("variant", "named"),
     [
         ("other_layout", "no VARCHAR primary key named 'id'"),
-        ("full_as_vector", "no ARRAY<FLOAT> field 'full'"),
+        ("full_as_vector", "no VARCHAR or ARRAY<FLOAT> field 'full'"),
     ],
 )
 @pytest.mark.parametrize("via", ["constructor", "from_texts", "as_retriever"])

@@ -25,6 +25,7 @@ from langchain_matryoshka import (
     MatryoshkaMilvus,
     _milvus,
 )
+from langchain_matryoshka._milvus import FLOAT16_COSINE_ERROR
 
 from .test_standard import FunnelRetrieverSuite
 
@@ -138,7 +139,7 @@ def test_funnel_on_server_matches_exact_search(server_store, corpus) -> None:
         assert [d.id for d, _ in hits] == [f"id{i}" for i in _exact_top(docs, query, 10)]
         top = docs[int(hits[0][0].id[2:])]
         cos = float(top @ query / (np.linalg.norm(top) * np.linalg.norm(query)))
-        assert hits[0][1] == pytest.approx(cos, abs=1e-5)
+        assert hits[0][1] == pytest.approx(cos, abs=FLOAT16_COSINE_ERROR)
 
 
 def test_many_candidates_and_batches(server_store, corpus) -> None:

@@ -9,6 +9,7 @@ import pytest
 from langchain_core.documents import Document
 
 from langchain_matryoshka import FunnelRetriever, MatryoshkaMilvus
+from langchain_matryoshka._milvus import FLOAT16_COSINE_ERROR
 from langchain_matryoshka.errors import (
     ConfigurationError,
     DimensionMismatchError,
@@ -41,7 +42,9 @@ def test_default_funnel_scores_are_full_cosines(store, corpus) -> None:
         assert len(pairs) == 4
         for doc, score in pairs:
             d = docs[int(doc.id[2:])]
-            assert score == pytest.approx(d @ q / np.linalg.norm(d) / np.linalg.norm(q), abs=1e-5)
+            assert score == pytest.approx(
+                d @ q / np.linalg.norm(d) / np.linalg.norm(q), abs=FLOAT16_COSINE_ERROR
+            )
         assert [s for _, s in pairs] == sorted((s for _, s in pairs), reverse=True)
 
 
@@ -83,7 +86,9 @@ def test_generated_ids_are_unique_strings(lite_uri, table) -> None:
     docs = [Document(page_content="doc 4", id="mine"), Document(page_content="doc 5")]
     ids2 = store.add_documents(docs)
     assert ids2[0] == "mine" and ids2[1] not in ids
-    assert {d.page_content for d in store.get_by_ids(ids + ids2)} == {f"doc {i}" for i in range(1, 6)}
+    assert {d.page_content for d in store.get_by_ids(ids + ids2)} == {
+        f"doc {i}" for i in range(1, 6)
+    }
 
 
 def test_writes_are_batched(lite_uri, corpus, table) -> None:
@@ -127,7 +132,16 @@ def test_filter_and_expr(store) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ['a"b', "a\\b", 'x" or metadata["k"] != "', "line\nbreak\ttab", "üñï 漢字 😀", "\x01ctl", "'", ""],
+    [
+        'a"b',
+        "a\\b",
+        'x" or metadata["k"] != "',
+        "line\nbreak\ttab",
+        "üñï 漢字 😀",
+        "\x01ctl",
+        "'",
+        "",
+    ],
 )
 def test_filter_values_are_quoted_safely(lite_uri, value) -> None:
     emb = TableEmbeddings({"a": np.array([1.0, 0.0, 0.5]), "b": np.array([0.0, 1.0, 0.5])})
@@ -170,9 +184,7 @@ def test_mmr_picks_diverse_documents(lite_uri) -> None:
 
 
 async def test_async_methods_match_sync(store, table) -> None:
-    assert await store.asimilarity_search("query 4", k=3) == store.similarity_search(
-        "query 4", k=3
-    )
+    assert await store.asimilarity_search("query 4", k=3) == store.similarity_search("query 4", k=3)
     assert await store.asimilarity_search_with_score(
         "query 4", k=3, filter={"parity": "odd"}
     ) == store.similarity_search_with_score("query 4", k=3, filter={"parity": "odd"})
@@ -255,23 +267,27 @@ def test_default_head_size_and_defaults_from_the_model(lite_uri) -> None:
 
 
 def test_reopen_reads_dims_and_checks_search_dim(lite_uri, corpus, table) -> None:
-    store = MatryoshkaMilvus(table, collection_name="c", connection_args={"uri": lite_uri},
-                             search_dim=8)
+    store = MatryoshkaMilvus(
+        table, collection_name="c", connection_args={"uri": lite_uri}, search_dim=8
+    )
     store.add_texts(corpus[0][:10], ids=[f"id{i}" for i in range(10)])
     again = MatryoshkaMilvus(table, collection_name="c", client=store.client)
     assert (again.dim, again.search_dim) == (32, 8)
     assert [d.id for d in again.similarity_search("doc 4", k=1)] == ["id4"]
     with pytest.raises(DimensionMismatchError, match="indexes a 8-dim head but search_dim=16"):
         MatryoshkaMilvus(table, collection_name="c", client=store.client, search_dim=16)
-    fresh = MatryoshkaMilvus(table, collection_name="c", client=store.client, drop_old=True,
-                             search_dim=16)
+    fresh = MatryoshkaMilvus(
+        table, collection_name="c", client=store.client, drop_old=True, search_dim=16
+    )
     assert fresh.dim is None and fresh.similarity_search("doc 4", k=1) == []
 
 
 def test_embedding_dimension_mismatch_is_refused_before_writing(store) -> None:
     other = TableEmbeddings({"short": np.ones(16)})
     again = MatryoshkaMilvus(other, client=store.client, collection_name=store.collection_name)
-    with pytest.raises(DimensionMismatchError, match="have 16 dimensions but the collection holds 32"):
+    with pytest.raises(
+        DimensionMismatchError, match="have 16 dimensions but the collection holds 32"
+    ):
         again.add_texts(["short"], ids=["s"])
     with pytest.raises(DimensionMismatchError, match="have 16 dimensions"):
         again.similarity_search("short")
@@ -319,7 +335,29 @@ def test_a_store_opened_before_the_collection_existed_sees_it(lite_uri, corpus, 
 def test_index_types_milvus_lite_cannot_build_are_refused(lite_uri, table) -> None:
     with pytest.raises(ConfigurationError, match="index_type='DISKANN' is not supported"):
         MatryoshkaMilvus(table, connection_args={"uri": lite_uri}, index_type="DISKANN")
-    store = MatryoshkaMilvus(table, connection_args={"uri": lite_uri}, index_type="IVF_FLAT",
-                             search_dim=8)
+    store = MatryoshkaMilvus(
+        table, connection_args={"uri": lite_uri}, index_type="IVF_FLAT", search_dim=8
+    )
     store.add_texts(["doc 1", "doc 2"], ids=["a", "b"])
     assert store.similarity_search("doc 1", k=1)[0].id == "a"
+
+
+def test_batch_search_by_vector_equals_single_searches(store, corpus) -> None:
+    _, _, qtexts, queries = corpus
+    batch = store.search_batch_with_score_by_vector(queries[:6], k=4)
+    assert batch == [store.similarity_search_with_score_by_vector(q, k=4) for q in queries[:6]]
+    abatch = asyncio.run(store.asearch_batch_with_score_by_vector(queries[:6], k=4))
+    assert abatch == batch
+
+
+def test_show_progress_draws_a_bar_over_the_writes(lite_uri, corpus, table, capsys) -> None:
+    texts = corpus[0]
+    store = MatryoshkaMilvus(
+        table, connection_args={"uri": lite_uri}, batch_size=50, show_progress=True
+    )
+    store.add_texts(texts)
+    err = capsys.readouterr().err
+    assert "writing to langchain_matryoshka" in err and "4/4" in err
+    with pytest.raises(ConfigurationError, match="show_progress='yes' must be True or False"):
+        MatryoshkaMilvus(table, connection_args={"uri": lite_uri}, show_progress="yes")
+    store.close()
