@@ -4,15 +4,15 @@ Each document is stored as the package stores it -- VARCHAR pk ``id``, VARCHAR `
 JSON ``metadata``, FLOAT_VECTOR ``head`` (the L2-normalised first ``search_dim`` dims,
 HNSW, IP) -- plus the full embedding in one of these layouts:
 
-    A  ARRAY<FLOAT>(max_capacity=dim)          the package's current layout
+    A  ARRAY<FLOAT>(max_capacity=dim)          the package's layout in 0.1
     B  a second FLOAT_VECTOR(dim), unindexed    Milvus Lite only (2.3 servers refuse it)
-    C  VARCHAR: base64 of the float16 bytes     (np.float16 .tobytes())
+    C  VARCHAR: base64 of the float16 bytes     (np.float16 .tobytes()): the package's layout
     D  VARCHAR: base64 of the float32 bytes
     E  VARCHAR: base64 of float32 row scale + int8 codes (max-abs / 127 per row)
     F  ARRAY<INT8>(dim) + FLOAT scale field     (same codes as E, as a Milvus array)
     G  JSON: the float32 list                   (opt-in: --layouts ...,G)
 
-and the package itself (``MatryoshkaMilvus``, layout A) for a per-stage breakdown.
+and the package itself (``MatryoshkaMilvus``, its own layout) for a per-stage breakdown.
 
 Data: synthetic Matryoshka-like vectors: ``dim`` dims, 1,000 cluster centres, each row a
 centre plus noise (0.8 sd), every dimension scaled by 1/sqrt(1 + i/8), so the leading
@@ -58,6 +58,7 @@ import platform
 import random
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -67,31 +68,15 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _synthetic import centres_for, synthetic  # noqa: E402
+
 BATCH = 32  # queries per batch call
 INSERT_BATCH = 1000
 SERVER_OK = "yes"
 
 
 # ---------------------------------------------------------------------------- data
-
-
-def centres_for(dim: int, clusters: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((clusters, dim)).astype(np.float32)
-
-
-def synthetic(n: int, centres: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` rows around ``centres`` with Matryoshka-like decaying scale; (vectors, labels)."""
-    rng = np.random.default_rng(seed)
-    dim = centres.shape[1]
-    scale = (1.0 / np.sqrt(1.0 + np.arange(dim) / 8.0)).astype(np.float32)
-    labels = rng.integers(0, len(centres), n)
-    out = np.empty((n, dim), np.float32)
-    for start in range(0, n, 10000):
-        m = min(10000, n - start)
-        noise = rng.standard_normal((m, dim)).astype(np.float32)
-        out[start : start + m] = (centres[labels[start : start + m]] + 0.8 * noise) * scale
-    return out, labels
 
 
 def normalised_head(vectors: np.ndarray, search_dim: int) -> np.ndarray:
@@ -679,7 +664,7 @@ def main() -> None:
         stages = ["head_search", "decode", "rerank", "documents"]
         total = sum(p[s] for s in stages)
         n_pkg = len(rec["package"]["total"])
-        print(f"\n### Package path (MatryoshkaMilvus, layout A), one query, k=10, "
+        print(f"\n### Package path (MatryoshkaMilvus, its own layout), one query, k=10, "
               f"{args.candidates} candidates, medians of {n_pkg} queries\n")
         rows = [[s, ms(p[s]), f"{p[s] / total:.1%}"] for s in stages]
         rows.append(["sum of stage medians", ms(total), "100%"])
