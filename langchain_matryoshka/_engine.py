@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -103,7 +104,10 @@ class Engine:
                 "the collection's, or use drop_old=True to rebuild"
             )
         self.config = self.meta.read_config()
-        stored_rotation = self.config.get(_ROTATION_KEY)
+        properties = self.collection.properties()
+        # The collection's properties name its rotation and basis (set when it was
+        # created); collections from 0.1 name them in the settings config only.
+        stored_rotation = properties.get(_milvus.PROPERTY_ROTATION, self.config.get(_ROTATION_KEY))
         if self.rotation is not None and stored_rotation != self.rotation:
             raise ConfigurationError(
                 f"rotation={self.rotation!r} was passed but collection {name!r} was built "
@@ -111,7 +115,7 @@ class Engine:
                 "or use drop_old=True to rebuild"
             )
         if stored_rotation is not None:
-            basis = self.meta.read_matrix(_ROTATION_KEY, layout.dim)
+            basis = self.meta.read_matrix(_basis_key(properties), layout.dim)
             check_orthogonal(basis)
             self.basis = basis
         self.check_defaults(layout)
@@ -162,18 +166,38 @@ class Engine:
                 text_max_length=self.text_max_length,
             )
             self.check_defaults(layout)
-            config: dict[str, Any] = {"version": 1, "dim": dim, "search_dim": layout.search_dim}
-            if self.rotation == "pca":
-                basis = fit_pca_rotation(vectors, sample=self.rotation_sample)
-                # Basis first, then the config naming it, then the collection: a crash
-                # in between leaves no collection, and the next write starts over.
-                self.meta.write_matrix(_ROTATION_KEY, basis)
-                config[_ROTATION_KEY] = self.rotation
-                config["rotation_fitted_on"] = int(min(len(vectors), self.rotation_sample))
+            if self.rotation is None:
+                if not self.collection.create(layout):
+                    self._load(layout)  # another writer created it: read its settings
+                self.layout = layout
+                return layout
+            # The basis first, under an id of its own; then the collection, whose
+            # properties name the basis in the same call. Writers racing to create the
+            # collection each store a basis, but only the winner's is named, and every
+            # writer then uses that one. A crash in between leaves no collection (the
+            # next write starts over) or an unnamed basis, never a collection without
+            # its basis.
+            basis = fit_pca_rotation(vectors, sample=self.rotation_sample)
+            basis_id = uuid.uuid4().hex[:16]
+            properties = {
+                _milvus.PROPERTY_ROTATION: self.rotation,
+                _milvus.PROPERTY_BASIS: basis_id,
+            }
+            self.meta.write_matrix(_basis_key(properties), basis)
+            if self.collection.create(layout, properties):
+                config: dict[str, Any] = {
+                    "version": 2,
+                    "dim": dim,
+                    "search_dim": layout.search_dim,
+                    _ROTATION_KEY: self.rotation,
+                    "rotation_fitted_on": int(min(len(vectors), self.rotation_sample)),
+                }
+                self.meta.write_config(config)
+                self.config = config
                 self.basis = basis
-                self.meta.write_config(config)  # the settings collection only when needed
-            self.config = config
-            self.collection.create(layout)
+            else:
+                self.meta.delete_matrix(_basis_key(properties), dim)  # lost: not named
+                self._load(layout)
             self.layout = layout
             return layout
 
@@ -312,6 +336,12 @@ class Engine:
                 f"collection {self.collection.name!r} is empty; add documents first"
             )
         return self.layout
+
+
+def _basis_key(properties: Mapping[str, str]) -> str:
+    """Where the settings collection keeps the basis the collection's properties name."""
+    basis_id = properties.get(_milvus.PROPERTY_BASIS)
+    return f"{_ROTATION_KEY}-{basis_id}" if basis_id else _ROTATION_KEY
 
 
 class _Clock:

@@ -74,9 +74,9 @@ def filter_to_expr(filter: Mapping[str, Any] | None) -> str:  # noqa: A002
     return " and ".join(parts)
 
 
-def ids_to_expr(ids: Iterable[str]) -> str:
+def ids_to_expr(ids: Iterable[str], field: str = FIELD_ID) -> str:
     """``id in [...]`` with every id quoted safely (pymilvus' ``ids=`` does not escape)."""
-    return f"{FIELD_ID} in [{', '.join(quote(str(i)) for i in ids)}]"
+    return f"{field} in [{', '.join(quote(str(i)) for i in ids)}]"
 
 
 def combine_exprs(*exprs: str | None) -> str:

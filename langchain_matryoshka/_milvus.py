@@ -94,6 +94,10 @@ STORAGE_ARRAY = "float32-array"
 FLOAT16_COSINE_ERROR = 2.0**-11 + 64 * 2.0**-25
 PROPERTY_STORAGE = "matryoshka.full"
 PROPERTY_DIM = "matryoshka.dim"
+#: The rotation a collection was built with, and the id of its basis in the settings
+#: collection: set atomically with the collection, so racing first writers agree.
+PROPERTY_ROTATION = "matryoshka.rotation"
+PROPERTY_BASIS = "matryoshka.basis"
 
 # Index defaults. HNSW on the short head: small (search_dim floats + graph per row) and
 # fast. Milvus Lite ignores build parameters unless they are nested under "params".
@@ -356,8 +360,16 @@ class MilvusCollection:
         )
         self.client.load_collection(self.name)
 
-    def create(self, layout: Layout) -> None:
-        """Create the collection with its head index, loaded."""
+    def properties(self) -> dict[str, str]:
+        """The collection's properties (the ``matryoshka.*`` keys this package sets)."""
+        return dict(self.client.describe_collection(self.name).get("properties") or {})
+
+    def create(self, layout: Layout, properties: Mapping[str, str] | None = None) -> bool:
+        """Create the collection with its head index, loaded; False if another writer did.
+
+        ``properties`` are stored with the collection in the same call: when writers
+        race, the winner's are the ones every writer then reads.
+        """
         from pymilvus import DataType
 
         if layout.dim > MAX_DIM:
@@ -374,10 +386,15 @@ class MilvusCollection:
             schema.add_field(
                 FIELD_FULL, DataType.ARRAY, element_type=DataType.FLOAT, max_capacity=layout.dim
             )
-            properties = {}
+            props = dict(properties or {})
         else:
             schema.add_field(FIELD_FULL, DataType.VARCHAR, max_length=full_max_length(layout.dim))
-            properties = {PROPERTY_STORAGE: layout.storage, PROPERTY_DIM: str(layout.dim)}
+            props = {
+                **(properties or {}),
+                PROPERTY_STORAGE: layout.storage,
+                PROPERTY_DIM: str(layout.dim),
+            }
+        created = True
         try:
             self.client.create_collection(
                 self.name,
@@ -386,11 +403,12 @@ class MilvusCollection:
                     self.client, self.lite, self.index_type, self.index_params
                 ),
                 consistency_level=self.consistency_level,
-                properties=properties,
+                properties=props,
             )
         except Exception as exc:
             if not created_by_another(self.client, self.name, exc):
                 raise
+            created = False
             # Another writer (a second store, another process on a server) won the race
             # to create it: write into theirs if it has the same layout.
             existing = read_layout(self.client, self.name)
@@ -401,6 +419,7 @@ class MilvusCollection:
                     "or pass another collection_name"
                 ) from None
         self.client.load_collection(self.name)
+        return created
 
     def drop(self) -> None:
         if self.exists():
@@ -638,6 +657,15 @@ class MetaCollection:
                 self.client.upsert(self.name, rows[start : start + 256])
             if self.lite:
                 self.client.flush(self.name)
+
+    def delete_matrix(self, key: str, n_rows: int) -> None:
+        """Remove the matrix stored under ``key`` (missing rows are fine)."""
+        ids = [f"{key}/{i:05d}" for i in range(n_rows)]
+        with lite_writes(self.lite, self.name):
+            for start in range(0, n_rows, 256):
+                self.client.delete(
+                    self.name, filter=ids_to_expr(ids[start : start + 256], _META_KEY)
+                )
 
     def read_matrix(self, key: str, n_rows: int) -> np.ndarray:
         """The matrix stored under ``key``; :class:`SchemaError` if rows are missing."""

@@ -207,3 +207,40 @@ def test_results_do_not_depend_on_thread_count(store, corpus) -> None:
         )
     assert many == one * 3
     assert all(np.all(np.diff([s for _, s in pairs]) <= 0) for pairs in one)
+
+
+def test_racing_first_writes_with_rotation_agree_on_one_basis(lite_uri) -> None:
+    """Each racer fits a basis on its own texts; the collection's creator's basis wins."""
+    n = 4
+    emb = TableEmbeddings({f"t{j}": v for j, v in enumerate(matryoshka_like(n * 30, 24, 5))})
+    first = MatryoshkaMilvus(emb, connection_args={"uri": lite_uri}, search_dim=6)
+    targets = [
+        MatryoshkaMilvus(
+            emb, client=first.client, collection_name="rot", search_dim=6, rotation="pca"
+        )
+        for _ in range(n)
+    ]
+    barrier = threading.Barrier(n, timeout=60)
+
+    def write(t: int) -> None:
+        barrier.wait()
+        targets[t].add_texts(
+            [f"t{j}" for j in range(t * 30, (t + 1) * 30)],
+            ids=[f"r{j}" for j in range(t * 30, (t + 1) * 30)],
+        )
+
+    with ThreadPoolExecutor(n) as pool:
+        list(pool.map(write, range(n)))
+    reopened = MatryoshkaMilvus(emb, client=first.client, collection_name="rot")
+    assert reopened.rotation is not None
+    for store in targets:  # every writer rotated with the one stored basis
+        np.testing.assert_array_equal(store.rotation, reopened.rotation)
+    for j in range(0, n * 30, 7):  # so every row is found by its own embedding
+        assert [d.id for d in reopened.similarity_search(f"t{j}", k=1, candidates=120)] == [
+            f"r{j}"
+        ]
+    # the losers' bases were removed: one basis (24 rows) and the config remain
+    meta = reopened._engine.meta.name
+    rows = first.client.query(meta, filter="", output_fields=["count(*)"])
+    assert rows[0]["count(*)"] == 24 + 1
+    first.close()

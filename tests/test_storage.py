@@ -151,3 +151,22 @@ def test_a_varchar_full_field_without_properties_is_foreign(lite_uri, table) -> 
     with pytest.raises(SchemaError, match=f"without the properties {PROPERTY_STORAGE}"):
         MatryoshkaMilvus(table, client=client, collection_name="plain")
     store.close()
+
+
+def test_rotated_collections_from_0_1_keep_their_basis(lite_uri, corpus, table) -> None:
+    """0.1 named the basis in the settings config, not in the collection's properties."""
+    from langchain_matryoshka._milvus import MetaCollection
+    from langchain_matryoshka.rotation import fit_pca_rotation, rotate
+
+    _, docs, qtexts, queries = corpus
+    opener = MatryoshkaMilvus(table, connection_args={"uri": lite_uri}, collection_name="other")
+    basis = fit_pca_rotation(docs)
+    meta = MetaCollection(opener.client, "legacy", lite=True, consistency_level="Strong")
+    meta.write_matrix("rotation", basis)
+    meta.write_config({"version": 1, "dim": 32, "search_dim": 8, "rotation": "pca"})
+    _legacy_collection(opener.client, "legacy", rotate(docs, basis))
+    store = MatryoshkaMilvus(table, client=opener.client, collection_name="legacy")
+    np.testing.assert_array_equal(store.rotation, basis)
+    got = store.similarity_search(qtexts[2], k=5, candidates=200, prune_ratio=1.0)
+    assert [d.id for d in got] == [f"id{j}" for j in exact_top_k(queries[2:3], docs, 5)[0][0]]
+    opener.close()
