@@ -1,0 +1,61 @@
+"""The scale benchmark runs end to end on a small synthetic set and reports sane figures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCALE = Path(__file__).resolve().parent.parent / "benchmarks" / "scale.py"
+
+
+def test_scale_benchmark_small_run(tmp_path) -> None:
+    out = tmp_path / "scale.json"
+    subprocess.run(
+        [
+            sys.executable,
+            str(SCALE),
+            "--sizes",
+            "3000",
+            "--dim",
+            "96",
+            "--search-dim",
+            "16",
+            "--queries",
+            "40",
+            "--flat-queries",
+            "8",
+            "--batch-reps",
+            "1",
+            "--candidates",
+            "64",
+            "256",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--json",
+            str(out),
+        ],
+        check=True,
+        timeout=600,
+    )
+    run = json.loads(out.read_text())["runs"]["synthetic-3000"]
+    rows = run["rows"]
+    assert set(rows) == {"funnel 64", "funnel 256", "head-only", "full HNSW", "full exact (FLAT)"}
+    for label, row in rows.items():
+        assert 0.0 <= row["recall"] <= 1.0, label
+        assert 0 < row["p50_ms"] <= row["p95_ms"], label
+        assert row["qps_single"] > 0 and row["qps_batch"] > 0, label
+    # Milvus' brute force agrees with numpy's exact search
+    assert rows["full exact (FLAT)"]["recall"] >= 0.99
+    # the rerank recovers what the 16-dim head alone misses, more so with more candidates
+    assert rows["funnel 256"]["recall"] >= rows["funnel 64"]["recall"] > rows["head-only"]["recall"]
+    stages = rows["funnel 256"]["stages_ms"]
+    assert set(stages) == {"head_search", "decode", "rerank", "documents"}
+    assert 0.0 < rows["funnel 256"]["overhead"] < 1.0
+    engines = run["engines"]
+    # the funnel's index holds 16 of 96 dims: far smaller than a full-dimension HNSW
+    assert 0 < engines["funnel"]["index_mb"] < 0.5 * engines["hnsw"]["index_mb"]
+    for engine in engines.values():
+        assert engine["rss_loaded_mb"] > 0 and engine["disk_mb"] > 0
+        assert engine["ingest_s"] > 0 and engine["index_build_s"] > 0
