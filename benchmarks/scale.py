@@ -7,7 +7,7 @@ For each data set, every engine gets the same documents and the same queries:
                  per candidate count
     head-only    the same collection's head index alone: top 10 by the head
     full HNSW    a plain collection: the full vector as FLOAT_VECTOR, HNSW (M=16,
-                 efConstruction=200, ef=--hnsw-ef)
+                 efConstruction=200); one row per search ef (--hnsw-ef, default 64 and 256)
     full exact   a plain collection: the full vector with a FLAT index (brute force)
 
 Every search returns what a retriever needs (ids, texts, metadata) and is given the query
@@ -333,21 +333,22 @@ def worker_query(args: argparse.Namespace) -> dict[str, Any]:
         client = MilvusClient(db)
         client.load_collection("bench")
         out["rss_loaded_mb"] = rss_mb()
-        sp = {"metric_type": "IP", "params": {"ef": args.hnsw_ef} if args.engine == "hnsw" else {}}
-
-        def search(qs: np.ndarray) -> list[list[str]]:
+        def search(qs: np.ndarray, ef: int | None) -> list[list[str]]:
+            sp = {"metric_type": "IP", "params": {"ef": max(ef, K)} if ef else {}}
             hits = client.search(
                 "bench", data=unit(qs).tolist(), anns_field="vector", limit=K,
                 output_fields=["text", "metadata"], search_params=sp,
             )
             return [[str(h["id"]) for h in row] for row in hits]
 
+        efs = args.hnsw_ef if args.engine == "hnsw" else [None]
         for q in singles[:3]:
-            search(q[None])
-        label = "full HNSW" if args.engine == "hnsw" else "full exact (FLAT)"
-        single, ids = _timed(lambda q: search(q[None])[0], tqdm(singles, desc=label))
-        batch, _ = _timed(search, batches)
-        out["rows"][label] = _figures(single, batch, ids)
+            search(q[None], efs[0])
+        for ef in efs:
+            label = f"full HNSW ef={ef}" if ef else "full exact (FLAT)"
+            single, ids = _timed(lambda q, ef=ef: search(q[None], ef)[0], tqdm(singles, desc=label))
+            batch, _ = _timed(lambda qs, ef=ef: search(qs, ef), batches)
+            out["rows"][label] = _figures(single, batch, ids)
         client.close()
     return out
 
@@ -357,7 +358,7 @@ def run_worker(args: argparse.Namespace, mode: str, engine: str, folder: Path) -
     cmd = [
         sys.executable, os.path.abspath(__file__), "--worker", mode, "--engine", engine,
         "--data", str(folder), "--search-dim", str(args.search_dim),
-        "--hnsw-ef", str(args.hnsw_ef), "--flat-queries", str(args.flat_queries),
+        "--hnsw-ef", *map(str, args.hnsw_ef), "--flat-queries", str(args.flat_queries),
         "--batch-reps", str(args.batch_reps), "--result", str(result),
         "--candidates", *map(str, args.candidates),
     ] + (["--rotation", args.rotation] if args.rotation else [])
@@ -428,7 +429,8 @@ def main() -> None:
     ap.add_argument("--flat-queries", type=int, default=32)
     ap.add_argument("--batch-reps", type=int, default=3)
     ap.add_argument("--candidates", type=int, nargs="+", default=[128, 256, 512])
-    ap.add_argument("--hnsw-ef", type=int, default=64)
+    ap.add_argument("--hnsw-ef", type=int, nargs="+", default=[64, 256],
+                    help="ef values for the full-dimension HNSW (one row each)")
     ap.add_argument("--rotation", default=None)
     ap.add_argument("--workdir", default=None, help="default: a temporary directory")
     ap.add_argument("--cache", default=".cache/scale", help="real embeddings are cached here")

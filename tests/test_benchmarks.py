@@ -13,35 +13,22 @@ SCALE = Path(__file__).resolve().parent.parent / "benchmarks" / "scale.py"
 def test_scale_benchmark_small_run(tmp_path) -> None:
     out = tmp_path / "scale.json"
     subprocess.run(
-        [
-            sys.executable,
-            str(SCALE),
-            "--sizes",
-            "3000",
-            "--dim",
-            "96",
-            "--search-dim",
-            "16",
-            "--queries",
-            "40",
-            "--flat-queries",
-            "8",
-            "--batch-reps",
-            "1",
-            "--candidates",
-            "64",
-            "256",
-            "--workdir",
-            str(tmp_path / "work"),
-            "--json",
-            str(out),
-        ],
+        [sys.executable, str(SCALE), "--workdir", str(tmp_path / "work"), "--json", str(out)]
+        + "--sizes 3000 --dim 96 --search-dim 16 --queries 40 --flat-queries 8".split()
+        + "--batch-reps 1 --candidates 64 256 --hnsw-ef 16 64".split(),
         check=True,
         timeout=600,
     )
     run = json.loads(out.read_text())["runs"]["synthetic-3000"]
     rows = run["rows"]
-    assert set(rows) == {"funnel 64", "funnel 256", "head-only", "full HNSW", "full exact (FLAT)"}
+    assert set(rows) == {
+        "funnel 64",
+        "funnel 256",
+        "head-only",
+        "full HNSW ef=16",
+        "full HNSW ef=64",
+        "full exact (FLAT)",
+    }
     for label, row in rows.items():
         assert 0.0 <= row["recall"] <= 1.0, label
         assert 0 < row["p50_ms"] <= row["p95_ms"], label
