@@ -32,7 +32,8 @@ Each engine ingests and is queried in its own subprocess, so memory figures do n
 
 Run:  python benchmarks/scale.py --sizes 100000 300000 --real DATA/scifact \\
           --json results/scale.json
-      (--sizes 20000 --queries 50 for a quick check)
+      (--sizes 20000 --queries 50 for a quick check; --calibrate 0.99 adds a row for the
+      candidate count ``store.calibrate`` picks, as users would run it)
 """
 
 from __future__ import annotations
@@ -216,6 +217,17 @@ def worker_ingest(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         store._engine.collection._rebuild_index()  # drop, create, load: a clean build
         out["index_build_s"] = time.perf_counter() - t0
+        if args.calibrate:
+            # the product's way to pick the candidate count: pseudo-queries sampled from
+            # the stored documents, target recall@10 against exact search, stored as default
+            result = store.calibrate(k=K, target_recall=args.calibrate, show_progress=True)
+            out["calibration"] = {
+                "seconds": result.seconds,
+                "candidates": result.candidates,
+                "prune_ratio": result.prune_ratio,
+                "reached": result.reached,
+                "target": args.calibrate,
+            }
         store.close()
     else:
         from pymilvus import MilvusClient
@@ -289,6 +301,7 @@ def worker_query(args: argparse.Namespace) -> dict[str, Any]:
         )
         out["rss_loaded_mb"] = rss_mb()
         engine = store._engine
+        search_dim = engine.layout.search_dim
         for q in singles[:5]:  # warm up
             store.similarity_search_with_score_by_vector(q, k=K, candidates=args.candidates[0])
         for c in args.candidates:
@@ -304,13 +317,37 @@ def worker_query(args: argparse.Namespace) -> dict[str, Any]:
             def many(qs: np.ndarray, c: int = c) -> Any:
                 return store.search_batch_with_score_by_vector(qs, k=K, candidates=c)
 
+            def ids_only(q: np.ndarray, c: int = c) -> Any:
+                heads = unit(engine.query_vectors(q[None], engine.layout)[:, :search_dim])
+                return store.client.search(
+                    "bench", data=heads.tolist(), anns_field="head", limit=c,
+                    output_fields=[], search_params=search_params_for("HNSW", None, c),
+                )
+
             single, ids = _timed(one, tqdm(singles, desc=f"funnel {c}", unit="query"))
             batch, _ = _timed(many, batches)
+            bare, _ = _timed(ids_only, singles[:50])
             row = _figures(single, batch, ids)
+            # the same head search returning ids only: the rest of head_search is the
+            # cost of bringing texts, metadata and full vectors back
+            row["head_search_ids_only_ms"] = statistics.median(bare) * 1000
             row["stages_ms"] = {s: statistics.median(v) * 1000 for s, v in stages.items()}
             total = statistics.median(single) * 1000
             row["overhead"] = 1 - row["stages_ms"]["head_search"] / total
             out["rows"][f"funnel {c}"] = row
+
+        calibrated = store.funnel_defaults
+        if calibrated["candidates"] is not None:
+            def tuned(q: np.ndarray) -> list[str]:  # the calibrated defaults, as users get them
+                return [d.id for d, _ in store.similarity_search_with_score_by_vector(q, k=K)]
+
+            def tuned_many(qs: np.ndarray) -> Any:
+                return store.search_batch_with_score_by_vector(qs, k=K)
+
+            label = f"funnel calibrated ({calibrated['candidates']})"
+            single, ids = _timed(tuned, tqdm(singles, desc=label, unit="query"))
+            batch, _ = _timed(tuned_many, batches)
+            out["rows"][label] = {**_figures(single, batch, ids), "settings": calibrated}
 
         layout = engine.layout
         sp = search_params_for("HNSW", None, K)
@@ -361,7 +398,9 @@ def run_worker(args: argparse.Namespace, mode: str, engine: str, folder: Path) -
         "--hnsw-ef", *map(str, args.hnsw_ef), "--flat-queries", str(args.flat_queries),
         "--batch-reps", str(args.batch_reps), "--result", str(result),
         "--candidates", *map(str, args.candidates),
-    ] + (["--rotation", args.rotation] if args.rotation else [])
+    ] + (["--rotation", args.rotation] if args.rotation else []) + (
+        ["--calibrate", str(args.calibrate)] if args.calibrate else []
+    )
     subprocess.run(cmd, check=True)
     return json.loads(result.read_text())
 
@@ -392,7 +431,10 @@ def report(name: str, n: int, dim: int, data: dict[str, Any]) -> str:
     for label, row in data["rows"].items():
         if "stages_ms" in row:
             st = ", ".join(f"{k} {v:.1f}" for k, v in row["stages_ms"].items())
-            lines.append(f"  {label}: stages (median ms) {st}; overhead {row['overhead']:.1%}")
+            lines.append(
+                f"  {label}: stages (median ms) {st}; overhead {row['overhead']:.1%}; "
+                f"head search returning ids only {row['head_search_ids_only_ms']:.1f}"
+            )
     return "\n".join(lines)
 
 
@@ -402,7 +444,7 @@ def bench(args: argparse.Namespace, name: str, folder: Path) -> dict[str, Any]:
     truth = exact_ids(docs, queries, K)
     data: dict[str, Any] = {"n": int(docs.shape[0]), "dim": int(docs.shape[1]),
                             "n_queries": len(queries), "engines": {}, "rows": {}}
-    for engine in ENGINES:
+    for engine in args.engines:
         ingest = run_worker(args, "ingest", engine, folder)
         query = run_worker(args, "query", engine, folder)
         data["engines"][engine] = {**ingest, **{k: v for k, v in query.items() if k != "rows"}}
@@ -432,6 +474,9 @@ def main() -> None:
     ap.add_argument("--hnsw-ef", type=int, nargs="+", default=[64, 256],
                     help="ef values for the full-dimension HNSW (one row each)")
     ap.add_argument("--rotation", default=None)
+    ap.add_argument("--calibrate", type=float, default=None, metavar="RECALL",
+                    help="also calibrate the funnel to this recall@10 and report its default")
+    ap.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
     ap.add_argument("--workdir", default=None, help="default: a temporary directory")
     ap.add_argument("--cache", default=".cache/scale", help="real embeddings are cached here")
     ap.add_argument("--keep", action="store_true", help="keep the Milvus files")
