@@ -17,7 +17,8 @@ size of its index files (the in-memory form of a faiss index; for the funnel, th
 index only), the resident memory of a fresh process after loading the collection, p50/p95
 latency over single queries, QPS of single calls and of batches of 32 queries in one call,
 and recall@10 against exact float32 search in numpy. For the funnel at 256 candidates,
-the time per stage: head search (the Milvus call), decode, rerank and building results;
+the time per stage: head search (the Milvus call, bringing back ids and full vectors),
+decode, rerank, the pk lookup of the final documents' texts and building results;
 "overhead" is everything but the head search.
 
 Data sets:
@@ -321,7 +322,7 @@ def worker_query(args: argparse.Namespace) -> dict[str, Any]:
                 heads = unit(engine.query_vectors(q[None], engine.layout)[:, :search_dim])
                 return store.client.search(
                     "bench", data=heads.tolist(), anns_field="head", limit=c,
-                    output_fields=[], search_params=search_params_for("HNSW", None, c),
+                    output_fields=["id"], search_params=search_params_for("HNSW", None, c),
                 )
 
             single, ids = _timed(one, tqdm(singles, desc=f"funnel {c}", unit="query"))
@@ -329,7 +330,7 @@ def worker_query(args: argparse.Namespace) -> dict[str, Any]:
             bare, _ = _timed(ids_only, singles[:50])
             row = _figures(single, batch, ids)
             # the same head search returning ids only: the rest of head_search is the
-            # cost of bringing texts, metadata and full vectors back
+            # cost of bringing the candidates' full vectors back
             row["head_search_ids_only_ms"] = statistics.median(bare) * 1000
             row["stages_ms"] = {s: statistics.median(v) * 1000 for s, v in stages.items()}
             total = statistics.median(single) * 1000

@@ -34,6 +34,14 @@ from .rotation import check_orthogonal, fit_pca_rotation, rotate
 SEARCH_OPTIONS = ("candidates", "scales", "prune_ratio", "expr", "filter")
 FUNNEL_SETTINGS = ("candidates", "scales", "prune_ratio")
 ROTATIONS = (None, "pca")
+#: When texts and metadata come back: with every candidate of the head search, or
+#: for the final documents only, with a primary-key lookup after the rerank. "auto"
+#: picks the faster one: after the rerank on Milvus Lite, where a pk lookup costs a few
+#: ms and bringing 256 candidates' texts back costs much more (20k rows, 1.5 KB texts:
+#: 44 ms per search with texts, 18 ms without, 3 ms for the lookup); with the
+#: candidates on servers, where every read at the default "Strong" consistency waits
+#: about 200 ms (Milvus 2.3), so a second read would double the latency.
+FETCH_DOCUMENTS = ("auto", "with_candidates", "after_rerank")
 _ROTATION_KEY = "rotation"
 
 
@@ -66,16 +74,25 @@ class Engine:
         text_max_length: int,
         batch_size: int,
         rotation: str | None,
-        show_progress: bool = False,
         rotation_sample: int,
+        show_progress: bool = False,
+        fetch_documents: str = "auto",
     ) -> None:
         if rotation not in ROTATIONS:
             raise ConfigurationError(
                 f"rotation={rotation!r} is not supported; pass rotation='pca' (fit an "
                 "orthogonal basis on the documents) or None"
             )
+        if fetch_documents not in FETCH_DOCUMENTS:
+            raise ConfigurationError(
+                f"fetch_documents={fetch_documents!r} is not supported; pass one of "
+                + ", ".join(repr(f) for f in FETCH_DOCUMENTS)
+            )
         self.collection = collection
         self.meta = meta
+        self.fetch_after_rerank = fetch_documents == "after_rerank" or (
+            fetch_documents == "auto" and collection.lite
+        )
         self.requested_search_dim = (
             None if search_dim is None else validate_search_dim(search_dim, None)
         )
@@ -258,45 +275,74 @@ class Engine:
         """One head search for all queries, then the funnel.
 
         ``timings``, when given, receives seconds per stage: ``head_search`` (the
-        Milvus call), ``decode`` (hits to arrays), ``rerank`` (the funnel) and
-        ``documents`` (building results).
+        Milvus call), ``decode`` (hits to arrays), ``rerank`` (the funnel),
+        ``fetch_documents`` (the pk lookup of the final documents' texts, when they
+        are fetched after the rerank) and ``documents`` (building results).
         """
         if planned is None:
             return [[] for _ in range(len(queries))]
         plan, expr, layout = planned
         clock = _Clock(timings)
         q = self.query_vectors(queries, layout)
-        hits = self.collection.search(head_of(q, layout.search_dim), plan.candidates, expr)
+        hits = self.collection.search(
+            head_of(q, layout.search_dim),
+            plan.candidates,
+            expr,
+            with_documents=not self.fetch_after_rerank,
+        )
         clock.lap("head_search")
         cands = _milvus.hits_to_candidates(hits, layout)
         clock.lap("decode")
         ranked = funnel_rerank(q, cands.vectors, cands.n_valid, plan)
         clock.lap("rerank")
+        picked = [
+            [(j, score) for j, score in zip(row_idx.tolist(), row_scores.tolist()) if j >= 0]
+            for row_idx, row_scores in zip(ranked.indices, ranked.scores)
+        ]
+        if cands.texts is None:
+            texts, metadatas = self._fetch_documents(cands.ids, picked)
+            clock.lap("fetch_documents")
+        else:
+            texts, metadatas = cands.texts, cands.metadatas
         results = []
-        for qi, (row_idx, row_scores) in enumerate(zip(ranked.indices, ranked.scores)):
-            results.append(
-                [
-                    Hit(
-                        Document(
-                            id=cands.ids[qi][j],
-                            page_content=cands.texts[qi][j],
-                            metadata=cands.metadatas[qi][j],
-                        ),
-                        float(score),
-                        cands.vectors[qi, j],
-                    )
-                    for j, score in zip(row_idx.tolist(), row_scores.tolist())
-                    if j >= 0
-                ]
-            )
+        for qi, row in enumerate(picked):
+            hits_q = []
+            for j, score in row:
+                if texts[qi][j] is None:  # deleted since the head search: left out
+                    continue
+                doc = Document(
+                    id=cands.ids[qi][j], page_content=texts[qi][j], metadata=metadatas[qi][j]
+                )
+                hits_q.append(Hit(doc, float(score), cands.vectors[qi, j]))
+            results.append(hits_q)
         clock.lap("documents")
         return results
+
+    def _fetch_documents(
+        self, ids: list[list[str]], picked: list[list[tuple[int, float]]]
+    ) -> tuple[list[dict[int, str | None]], list[dict[int, dict]]]:
+        """Texts and metadata of the picked candidates, by one pk lookup for all queries.
+
+        Returned per query as ``{candidate index: value}``; None for a row that is no
+        longer there.
+        """
+        wanted = list(dict.fromkeys(ids[qi][j] for qi, row in enumerate(picked) for j, _ in row))
+        rows = {str(r[_milvus.FIELD_ID]): r for r in self.collection.get(wanted)}
+        texts: list[dict[int, str | None]] = []
+        metadatas: list[dict[int, dict]] = []
+        for qi, row in enumerate(picked):
+            found = {j: rows.get(ids[qi][j]) for j, _ in row}
+            texts.append({j: r[_milvus.FIELD_TEXT] if r else None for j, r in found.items()})
+            metadatas.append(
+                {j: (r[_milvus.FIELD_METADATA] or {}) if r else {} for j, r in found.items()}
+            )
+        return texts, metadatas
 
     def head_candidates(self, queries: Any, limit: int) -> tuple[np.ndarray, _milvus.Candidates]:
         """Rotated queries and their head-search candidates, in head-score order."""
         layout = self._require_layout()
         q = self.query_vectors(queries, layout)
-        hits = self.collection.search(head_of(q, layout.search_dim), limit, "")
+        hits = self.collection.search(head_of(q, layout.search_dim), limit, "", False)
         return q, _milvus.hits_to_candidates(hits, layout)
 
     def exact(

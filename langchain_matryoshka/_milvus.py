@@ -265,8 +265,9 @@ class Candidates:
     """Head-search hits of a batch of queries, padded to a rectangle."""
 
     ids: list[list[str]]
-    texts: list[list[str]]
-    metadatas: list[list[dict[str, Any]]]
+    texts: list[list[str]] | None
+    """Texts of each hit; None when the search did not bring them back."""
+    metadatas: list[list[dict[str, Any]]] | None
     vectors: np.ndarray
     """``[n_queries, n_candidates, dim]`` full embeddings (zeros past ``n_valid``)."""
     n_valid: np.ndarray
@@ -280,11 +281,12 @@ def hits_to_candidates(hits: Sequence[Sequence[Mapping[str, Any]]], layout: Layo
     vectors = np.zeros((len(hits), width, layout.dim), dtype=np.float32)
     flat = decode_full([h["entity"][FIELD_FULL] for query_hits in hits for h in query_hits], layout)
     vectors[np.arange(width) < n_valid[:, None]] = flat
-    ids, texts, metas = [], [], []
-    for query_hits in hits:
-        ids.append([str(h["id"]) for h in query_hits])
-        texts.append([h["entity"][FIELD_TEXT] for h in query_hits])
-        metas.append([h["entity"][FIELD_METADATA] or {} for h in query_hits])
+    ids = [[str(h["id"]) for h in query_hits] for query_hits in hits]
+    first = next((query_hits[0] for query_hits in hits if query_hits), None)
+    if first is None or FIELD_TEXT not in first["entity"]:
+        return Candidates(ids, None, None, vectors, n_valid)
+    texts = [[h["entity"][FIELD_TEXT] for h in query_hits] for query_hits in hits]
+    metas = [[h["entity"][FIELD_METADATA] or {} for h in query_hits] for query_hits in hits]
     return Candidates(ids, texts, metas, vectors, n_valid)
 
 
@@ -463,18 +465,26 @@ class MilvusCollection:
                 self.client.delete(self.name, filter=expr)
 
     # -- reads
-    def get(self, ids: Sequence[str], with_vectors: bool = False) -> list[dict[str, Any]]:
+    def get(
+        self, ids: Sequence[str], with_vectors: bool = False, chunk: int = 1024
+    ) -> list[dict[str, Any]]:
+        """Rows with these ids (missing ones skipped), ``chunk`` ids per query.
+
+        A query on ``id in [...]`` is a primary-key lookup: its cost grows with the
+        ids asked for, not with the collection (Milvus Lite serves it from its pk index).
+        """
         fields = [FIELD_TEXT, FIELD_METADATA] + ([FIELD_FULL] if with_vectors else [])
-        if not ids:
-            return []
-        return list(
-            self.client.query(
-                self.name,
-                filter=ids_to_expr(ids),
-                output_fields=fields,
-                consistency_level=self.consistency_level,
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(ids), chunk):
+            rows.extend(
+                self.client.query(
+                    self.name,
+                    filter=ids_to_expr(ids[start : start + chunk]),
+                    output_fields=fields,
+                    consistency_level=self.consistency_level,
+                )
             )
-        )
+        return rows
 
     def query(self, expr: str, limit: int | None = None) -> list[dict[str, Any]]:
         kwargs: dict[str, Any] = {"limit": limit} if limit else {}
@@ -498,18 +508,21 @@ class MilvusCollection:
         )
         return int(rows[0]["count(*)"])
 
-    def search(self, heads: np.ndarray, limit: int, expr: str) -> Any:
+    def search(self, heads: np.ndarray, limit: int, expr: str, with_documents: bool = True) -> Any:
         """One head search for all queries, bringing back what reranking needs.
 
-        Returns Milvus' raw hits; :func:`hits_to_candidates` turns them into arrays.
+        With ``with_documents`` the hits carry their texts and metadata too; else only
+        their ids and full vectors. Returns Milvus' raw hits; :func:`hits_to_candidates`
+        turns them into arrays.
         """
+        fields = [FIELD_TEXT, FIELD_METADATA, FIELD_FULL] if with_documents else [FIELD_FULL]
         return self.client.search(
             self.name,
             data=heads.tolist(),
             anns_field=FIELD_HEAD,
             limit=limit,
             filter=expr,
-            output_fields=[FIELD_TEXT, FIELD_METADATA, FIELD_FULL],
+            output_fields=fields,
             search_params=search_params_for(self.index_type, self.search_params, limit),
             consistency_level=self.consistency_level,
         )

@@ -73,6 +73,14 @@ class MatryoshkaMilvus(VectorStore):
         prune_ratio: float | None
             Fraction kept after each stage but the last (default 0.5).
 
+    Key init args — search:
+        fetch_documents: str
+            "with_candidates" (texts and metadata come back with every candidate of
+            the head search), "after_rerank" (only ids and full vectors do; the final
+            documents' texts come from one primary-key lookup) or "auto" (default:
+            after the rerank on Milvus Lite, with the candidates on servers, where a
+            second read at "Strong" consistency costs a second wait).
+
     Key init args — ingestion:
         batch_size: int
             Rows per Milvus upsert (default 1000).
@@ -140,6 +148,7 @@ class MatryoshkaMilvus(VectorStore):
         text_max_length: int = _milvus.TEXT_MAX_LENGTH,
         batch_size: int = 1000,
         show_progress: bool = False,
+        fetch_documents: str = "auto",
         rotation: str | None = None,
         rotation_sample: int = DEFAULT_SAMPLE,
         drop_old: bool = False,
@@ -197,6 +206,7 @@ class MatryoshkaMilvus(VectorStore):
             text_max_length=text_max_length,
             batch_size=batch_size,
             show_progress=show_progress,
+            fetch_documents=fetch_documents,
             rotation=rotation,
             rotation_sample=rotation_sample,
         )

@@ -38,7 +38,7 @@ def test_scale_benchmark_small_run(tmp_path) -> None:
     # the rerank recovers what the 16-dim head alone misses, more so with more candidates
     assert rows["funnel 256"]["recall"] >= rows["funnel 64"]["recall"] > rows["head-only"]["recall"]
     stages = rows["funnel 256"]["stages_ms"]
-    assert set(stages) == {"head_search", "decode", "rerank", "documents"}
+    assert set(stages) == {"head_search", "decode", "rerank", "fetch_documents", "documents"}
     assert 0.0 < rows["funnel 256"]["overhead"] < 1.0
     engines = run["engines"]
     # the funnel's index holds 16 of 96 dims: far smaller than a full-dimension HNSW

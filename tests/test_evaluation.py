@@ -73,7 +73,13 @@ def test_evaluate_beir_compares_methods(beir, tmp_path) -> None:
         assert exact.ndcg == pytest.approx(1.0) and exact.recall_vs_exact == 1.0
         full_funnel = by[("funnel", rotation, 40)]  # covers the corpus, no pruning
         assert full_funnel.recall_vs_exact == 1.0 and full_funnel.ndcg == pytest.approx(1.0)
-        assert set(full_funnel.stages_ms) == {"head_search", "decode", "rerank", "documents"}
+        assert set(full_funnel.stages_ms) == {
+            "head_search",
+            "decode",
+            "rerank",
+            "fetch_documents",
+            "documents",
+        }
         assert by[("head only", rotation, None)].recall_vs_exact <= 1.0
     paths = write_report(report, tmp_path / "out")
     names = {p.name for p in paths}

@@ -265,7 +265,7 @@ def test_fuzzed_texts_and_metadata_round_trip_or_are_refused(tmp_path) -> None:
     check()
     # everything written is still there, searchable by its own text
     assert count(store) == len(stored)
-    for doc_id, (text, _) in list(stored.items())[:20]:
+    for _doc_id, (text, _) in list(stored.items())[:20]:
         if text.strip():
             hits = store.similarity_search(text, k=1, candidates=len(stored))
             assert stored[hits[0].id][0] == text  # the same text (duplicates may win)

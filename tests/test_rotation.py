@@ -32,12 +32,12 @@ def test_basis_is_orthogonal_sorted_and_keeps_cosines() -> None:
     r = rotate(x, basis)
     energy = (r / np.linalg.norm(r, axis=1, keepdims=True)) ** 2
     assert np.all(np.diff(energy.sum(axis=0)) <= 1e-3)  # strongest components first
-    cos = lambda a: (
-        (a / np.linalg.norm(a, axis=1, keepdims=True))
-        @ (  # noqa: E731
+
+    def cos(a):
+        return (a / np.linalg.norm(a, axis=1, keepdims=True)) @ (
             a / np.linalg.norm(a, axis=1, keepdims=True)
         ).T
-    )
+
     np.testing.assert_allclose(cos(r), cos(x), atol=1e-5)
     np.testing.assert_array_equal(fit_pca_rotation(x), basis)  # reproducible
 

@@ -142,6 +142,22 @@ def test_funnel_on_server_matches_exact_search(server_store, corpus) -> None:
         assert hits[0][1] == pytest.approx(cos, abs=FLOAT16_COSINE_ERROR)
 
 
+def test_documents_after_the_rerank_on_a_server(server_store, server_uri, corpus) -> None:
+    _, _, qtexts, _ = corpus
+    assert not server_store._engine.fetch_after_rerank  # "auto": one read on servers
+    lazy = MatryoshkaMilvus(
+        server_store.embeddings,
+        collection_name=server_store.collection_name,
+        connection_args={"uri": server_uri},
+        fetch_documents="after_rerank",
+    )
+    for kwargs in ({}, {"filter": {"parity": "even"}}):
+        assert lazy.search_batch_with_score(qtexts[:6], k=5, **kwargs) == (
+            server_store.search_batch_with_score(qtexts[:6], k=5, **kwargs)
+        )
+    lazy.close()
+
+
 def test_many_candidates_and_batches(server_store, corpus) -> None:
     """ef >= limit on HNSW: 256 candidates (more than the rows) and a batch of queries."""
     _, docs, qtexts, _ = corpus

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import numpy as np
 import pytest
@@ -361,3 +362,64 @@ def test_show_progress_draws_a_bar_over_the_writes(lite_uri, corpus, table, caps
     with pytest.raises(ConfigurationError, match="show_progress='yes' must be True or False"):
         MatryoshkaMilvus(table, connection_args={"uri": lite_uri}, show_progress="yes")
     store.close()
+
+
+def test_documents_fetched_after_the_rerank_equal_those_fetched_with_candidates(
+    store, corpus
+) -> None:
+    _, _, qtexts, _ = corpus
+    assert store._engine.fetch_after_rerank  # "auto" on Milvus Lite
+    eager = MatryoshkaMilvus(
+        store.embeddings,
+        client=store.client,
+        collection_name=store.collection_name,
+        fetch_documents="with_candidates",
+    )
+    assert not eager._engine.fetch_after_rerank
+    for kwargs in ({}, {"filter": {"parity": "odd"}}, {"candidates": 200, "prune_ratio": 1.0}):
+        assert store.search_batch_with_score(qtexts[:6], k=5, **kwargs) == (
+            eager.search_batch_with_score(qtexts[:6], k=5, **kwargs)
+        )
+    mmr = store.max_marginal_relevance_search(qtexts[0], k=3, fetch_k=10)
+    assert mmr == eager.max_marginal_relevance_search(qtexts[0], k=3, fetch_k=10)
+
+
+def test_after_the_rerank_texts_come_from_one_lookup_for_the_whole_batch(store, corpus) -> None:
+    _, _, qtexts, _ = corpus
+    calls: list[tuple[str, Any]] = []
+    search, query = store.client.search, store.client.query
+
+    def spy_search(*args, **kwargs):
+        calls.append(("search", kwargs.get("output_fields")))
+        return search(*args, **kwargs)
+
+    def spy_query(*args, **kwargs):
+        calls.append(("query", kwargs.get("output_fields")))
+        return query(*args, **kwargs)
+
+    store.client.search, store.client.query = spy_search, spy_query
+    store._engine.collection.client = store.client
+    results = store.search_batch_with_score(qtexts[:8], k=4)
+    assert [len(r) for r in results] == [4] * 8
+    assert calls == [("search", ["full"]), ("query", ["text", "metadata"])]
+
+
+def test_a_row_deleted_before_the_lookup_is_left_out(store, corpus) -> None:
+    _, _, qtexts, _ = corpus
+    expected = store.similarity_search(qtexts[3], k=5)
+    gone = expected[1].id
+    engine = store._engine
+    get = engine.collection.get
+
+    def delete_then_get(ids, *args, **kwargs):
+        engine.collection.delete([gone])  # another writer, between the two reads
+        return get(ids, *args, **kwargs)
+
+    engine.collection.get = delete_then_get
+    got = store.similarity_search(qtexts[3], k=5)
+    assert [d.id for d in got] == [d.id for d in expected if d.id != gone]
+
+
+def test_fetch_documents_is_checked(lite_uri, table) -> None:
+    with pytest.raises(ConfigurationError, match="fetch_documents='later' is not supported"):
+        MatryoshkaMilvus(table, connection_args={"uri": lite_uri}, fetch_documents="later")
