@@ -16,7 +16,9 @@ flushes), a clean timed build of its index (drop, create, load), the size on dis
 size of its index files (the in-memory form of a faiss index; for the funnel, the head
 index only), the resident memory of a fresh process after loading the collection, p50/p95
 latency over single queries, QPS of single calls and of batches of 32 queries in one call,
-and recall@10 against exact float32 search in numpy. For the funnel at 256 candidates,
+and recall@10 against exact float32 search in numpy; then a paired run where every query
+is searched by each funnel and full HNSW setting in turn (latency ratios under the same
+load). For the funnel at each candidate count,
 the time per stage: head search (the Milvus call, bringing back ids and full vectors),
 decode, rerank, the pk lookup of the final documents' texts and building results;
 "overhead" is everything but the head search.
@@ -391,6 +393,67 @@ def worker_query(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def worker_paired(args: argparse.Namespace) -> dict[str, Any]:
+    """Funnel and full-dimension HNSW latencies taken in turn, query by query.
+
+    The engines' own runs are minutes apart on a shared machine; here every query is
+    searched by each setting back to back (in a rotating order), so load from other
+    jobs hits them alike and the per-query ratio compares like with like.
+    """
+    from langchain_core.embeddings import FakeEmbeddings
+    from pymilvus import MilvusClient
+
+    from langchain_matryoshka import MatryoshkaMilvus
+
+    folder = Path(args.data)
+    queries = np.load(folder / "queries.npy")
+    store = MatryoshkaMilvus(
+        FakeEmbeddings(size=queries.shape[1]),
+        collection_name="bench",
+        connection_args={"uri": str(folder / "funnel.db")},
+    )
+    client = MilvusClient(str(folder / "hnsw.db"))
+    client.load_collection("bench")
+
+    def funnel(candidates: int | None) -> Any:
+        options = {"candidates": candidates} if candidates else {}
+        return lambda q: store.similarity_search_with_score_by_vector(q, k=K, **options)
+
+    def hnsw(ef: int) -> Any:
+        sp = {"metric_type": "IP", "params": {"ef": max(ef, K)}}
+        return lambda q: client.search(
+            "bench", data=unit(q[None]).tolist(), anns_field="vector", limit=K,
+            output_fields=["text", "metadata"], search_params=sp,
+        )
+
+    settings = {f"funnel {c}": funnel(c) for c in args.candidates}
+    calibrated = store.funnel_defaults["candidates"]
+    if calibrated is not None:
+        settings[f"funnel calibrated ({calibrated})"] = funnel(None)
+    settings.update({f"full HNSW ef={ef}": hnsw(ef) for ef in args.hnsw_ef})
+    names = list(settings)
+    for q in queries[:5]:  # warm up
+        for name in names:
+            settings[name](q)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i, q in enumerate(tqdm(queries, desc="paired latency", unit="query")):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            t0 = time.perf_counter()
+            settings[name](q)
+            times[name].append(time.perf_counter() - t0)
+    store.close()
+    client.close()
+    base = np.asarray(times[f"full HNSW ef={args.hnsw_ef[0]}"])
+    return {
+        name: {
+            "p50_ms": pct(t, 50) * 1000,
+            "p95_ms": pct(t, 95) * 1000,
+            "median_ratio_to_hnsw": float(np.median(np.asarray(t) / base)),
+        }
+        for name, t in times.items()
+    }
+
+
 def run_worker(args: argparse.Namespace, mode: str, engine: str, folder: Path) -> dict:
     result = folder / f"{engine}-{mode}.json"
     cmd = [
@@ -429,6 +492,14 @@ def report(name: str, n: int, dim: int, data: dict[str, Any]) -> str:
             f"{eng['index_build_s']:.0f} | {eng['index_mb']:.0f} | {eng['rss_loaded_mb']:.0f} | "
             f"{eng['disk_mb']:.0f} |"
         )
+    if "paired" in data:
+        base = f"full HNSW ef={min(int(k.split('=')[1]) for k in data['paired'] if '=' in k)}"
+        lines.append(f"  paired latency (each query by every setting in turn; ratio to {base}):")
+        for label, row in data["paired"].items():
+            lines.append(
+                f"    {label}: p50 {row['p50_ms']:.1f} ms, p95 {row['p95_ms']:.1f} ms, "
+                f"median ratio {row['median_ratio_to_hnsw']:.3f}"
+            )
     for label, row in data["rows"].items():
         if "stages_ms" in row:
             st = ", ".join(f"{k} {v:.1f}" for k, v in row["stages_ms"].items())
@@ -454,9 +525,11 @@ def bench(args: argparse.Namespace, name: str, folder: Path) -> dict[str, Any]:
             row["recall"] = recall(ids, truth[: len(ids)])
             row["engine"] = engine
             data["rows"][label] = row
-        if not args.keep:
-            for p in folder.glob(f"{engine}.db"):
-                subprocess.run(["rm", "-rf", str(p)], check=True)
+    if {"funnel", "hnsw"} <= set(args.engines):
+        data["paired"] = run_worker(args, "paired", "funnel", folder)
+    if not args.keep:
+        for p in folder.glob("*.db"):
+            subprocess.run(["rm", "-rf", str(p)], check=True)
     print(report(name, data["n"], data["dim"], data), flush=True)
     return data
 
@@ -483,14 +556,16 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the Milvus files")
     ap.add_argument("--json", default=None)
     # worker mode (internal)
-    ap.add_argument("--worker", choices=["ingest", "query"], help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=["ingest", "query", "paired"], help=argparse.SUPPRESS)
     ap.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.worker:
-        fn = worker_ingest if args.worker == "ingest" else worker_query
+        fn = {"ingest": worker_ingest, "query": worker_query, "paired": worker_paired}[
+            args.worker
+        ]
         Path(args.result).write_text(json.dumps(fn(args)))
         return
 

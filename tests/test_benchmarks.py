@@ -40,6 +40,10 @@ def test_scale_benchmark_small_run(tmp_path) -> None:
     stages = rows["funnel 256"]["stages_ms"]
     assert set(stages) == {"head_search", "decode", "rerank", "fetch_documents", "documents"}
     assert 0.0 < rows["funnel 256"]["overhead"] < 1.0
+    paired = run["paired"]
+    assert set(paired) == {"funnel 64", "funnel 256", "full HNSW ef=16", "full HNSW ef=64"}
+    assert paired["full HNSW ef=16"]["median_ratio_to_hnsw"] == 1.0
+    assert all(row["p50_ms"] > 0 for row in paired.values())
     engines = run["engines"]
     # the funnel's index holds 16 of 96 dims: far smaller than a full-dimension HNSW
     assert 0 < engines["funnel"]["index_mb"] < 0.5 * engines["hnsw"]["index_mb"]
