@@ -224,3 +224,29 @@ def test_a_truncated_index_file_is_rebuilt_on_open(tmp_path) -> None:
         assert [(d.id, d.page_content) for d in top] == [("i123", "text 123")]
     finally:
         store.close()
+
+
+def test_creating_the_head_index_again_keeps_the_built_one(tmp_path) -> None:
+    """A long index build makes pymilvus retry ``create_index`` (Milvus Lite sends GOAWAY
+    on keepalive pings during the call) and the retry finds the index the first call
+    built: that index is kept, not reported as a failure."""
+    store = MatryoshkaMilvus(
+        DeterministicFakeEmbedding(size=16),
+        connection_args={"uri": str(tmp_path / "again.db")},
+        search_dim=4,
+    )
+    try:
+        store.add_texts([f"text {i}" for i in range(50)], ids=[f"i{i}" for i in range(50)])
+        collection = store._engine.collection
+        with pytest.raises(Exception, match="already exists"):  # what the retry meets
+            store.client.create_index(
+                store.collection_name,
+                store.client.prepare_index_params("head", index_type="FLAT", metric_type="IP"),
+            )
+        collection._create_head_index()
+        assert collection._has_head_index()
+        top = store.similarity_search("text 7", k=1)
+        assert [d.id for d in top] == ["i7"]
+    finally:
+        store.close()
+
