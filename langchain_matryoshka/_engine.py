@@ -346,7 +346,7 @@ class Engine:
         return q, _milvus.hits_to_candidates(hits, layout)
 
     def exact(
-        self, queries: Any, k: int, batch_size: int = 4096
+        self, queries: Any, k: int, batch_size: int = _milvus.SCAN_BATCH
     ) -> tuple[list[list[str]], np.ndarray]:
         """Exact full-dimension cosine top ``k`` over every stored row (streamed).
 

@@ -83,6 +83,11 @@ TEXT_MAX_LENGTH = 65535
 #: Largest embedding dimension (the largest ARRAY capacity Milvus allows; settings
 #: matrices are stored one ARRAY row per matrix row).
 MAX_DIM = 4096
+#: Rows per page when exact search streams every stored vector. Each page of a Milvus Lite
+#: query iterator costs about the same whatever its size (1M rows x 768 dims: 2.7 s per page
+#: of 4,096 rows, 3.2 s per page of 16,384), so large pages cut a full pass about 3.4x; the
+#: largest a Milvus query may return is 16,384 rows (about 50 MB of float32 at 768 dims).
+SCAN_BATCH = 16384
 
 #: Full vectors as base64 float16 in a VARCHAR (the default, see the module docstring).
 STORAGE_FLOAT16 = "float16-base64"
@@ -543,7 +548,7 @@ class MilvusCollection:
         )
 
     def iterate_vectors(
-        self, layout: Layout, batch_size: int = 4096
+        self, layout: Layout, batch_size: int = SCAN_BATCH
     ) -> Iterator[tuple[list[str], np.ndarray]]:
         """Every row's id and full vector, ``batch_size`` rows at a time (bounded memory)."""
         iterator = self.client.query_iterator(
