@@ -142,6 +142,17 @@ def test_funnel_on_server_matches_exact_search(server_store, corpus) -> None:
         assert hits[0][1] == pytest.approx(cos, abs=FLOAT16_COSINE_ERROR)
 
 
+def test_exact_scan_and_calibration_on_a_server(server_store, corpus) -> None:
+    """The exact pass pages through a server collection with a query iterator (pages of
+    up to 16,384 rows, the server's largest query); calibration builds on it."""
+    _, docs, _, queries = corpus
+    ids, _ = server_store._engine.exact(queries[:5], 10)
+    assert ids == [[f"id{i}" for i in _exact_top(docs, q, 10)] for q in queries[:5]]
+    result = server_store.calibrate(k=5, target_recall=0.9)
+    assert result.reached
+    assert server_store.funnel_defaults["candidates"] == result.candidates
+
+
 def test_documents_after_the_rerank_on_a_server(server_store, server_uri, corpus) -> None:
     _, _, qtexts, _ = corpus
     assert not server_store._engine.fetch_after_rerank  # "auto": one read on servers
