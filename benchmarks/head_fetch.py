@@ -27,6 +27,7 @@ from langchain_core.embeddings import FakeEmbeddings
 
 from langchain_matryoshka import MatryoshkaMilvus
 from langchain_matryoshka._milvus import search_params_for
+from langchain_matryoshka.funnel import head_of
 
 
 def main() -> None:
@@ -46,20 +47,15 @@ def main() -> None:
     engine, client, name = store._engine, store.client, args.collection
     layout = engine.layout
 
-    def heads(q: np.ndarray) -> list[list[float]]:
-        h = engine.query_vectors(q[None], layout)[:, : layout.search_dim]
-        return (h / np.linalg.norm(h, axis=1, keepdims=True)).tolist()
+    def head(q: np.ndarray) -> np.ndarray:
+        return head_of(engine.query_vectors(q[None], layout), layout.search_dim)
 
-    def head_search(q: np.ndarray, c: int, field: str) -> list:
-        params = search_params_for("HNSW", None, c)
-        return client.search(name, data=heads(q), anns_field="head", limit=c,
-                             output_fields=[field], search_params=params)
-
-    def one_call(q: np.ndarray, c: int) -> object:
-        return head_search(q, c, "full")
+    def one_call(q: np.ndarray, c: int) -> object:  # the store's own head search
+        return engine.collection.search(head(q), c, "", with_documents=False)
 
     def two_calls(q: np.ndarray, c: int) -> object:
-        hits = head_search(q, c, "id")
+        hits = client.search(name, data=head(q).tolist(), anns_field="head", limit=c,
+                             output_fields=["id"], search_params=search_params_for("HNSW", None, c))
         return client.get(name, ids=[h["id"] for h in hits[0]], output_fields=["full"])
 
     for c in args.candidates:

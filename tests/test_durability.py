@@ -249,4 +249,3 @@ def test_creating_the_head_index_again_keeps_the_built_one(tmp_path) -> None:
         assert [d.id for d in top] == ["i7"]
     finally:
         store.close()
-
