@@ -299,6 +299,7 @@ def worker_query(args: argparse.Namespace) -> dict[str, Any]:
 
         from langchain_matryoshka import MatryoshkaMilvus
         from langchain_matryoshka._milvus import search_params_for
+        from langchain_matryoshka.funnel import head_of
 
         store = MatryoshkaMilvus(
             FakeEmbeddings(size=queries.shape[1]),
@@ -324,7 +325,7 @@ def worker_query(args: argparse.Namespace) -> dict[str, Any]:
                 return store.search_batch_with_score_by_vector(qs, k=K, candidates=c)
 
             def ids_only(q: np.ndarray, c: int = c) -> Any:
-                heads = unit(engine.query_vectors(q[None], engine.layout)[:, :search_dim])
+                heads = head_of(engine.query_vectors(q[None], engine.layout), search_dim)
                 return store.client.search(
                     "bench", data=heads.tolist(), anns_field="head", limit=c,
                     output_fields=["id"], search_params=search_params_for("HNSW", None, c),
@@ -359,7 +360,7 @@ def worker_query(args: argparse.Namespace) -> dict[str, Any]:
         sp = search_params_for("HNSW", None, K)
 
         def head(qs: np.ndarray) -> list[list[str]]:
-            heads = unit(engine.query_vectors(qs, layout)[:, : layout.search_dim])
+            heads = head_of(engine.query_vectors(qs, layout), layout.search_dim)
             hits = store.client.search(
                 "bench", data=heads.tolist(), anns_field="head", limit=K,
                 output_fields=["text", "metadata"], search_params=sp,
