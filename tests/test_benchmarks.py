@@ -1,4 +1,4 @@
-"""The scale benchmark runs end to end on a small synthetic set and reports sane figures."""
+"""The benchmarks run end to end on small synthetic sets and report sane figures."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCALE = Path(__file__).resolve().parent.parent / "benchmarks" / "scale.py"
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+SCALE = BENCHMARKS / "scale.py"
 
 
 def test_scale_benchmark_small_run(tmp_path) -> None:
@@ -50,3 +53,39 @@ def test_scale_benchmark_small_run(tmp_path) -> None:
     for engine in engines.values():
         assert engine["rss_loaded_mb"] > 0 and engine["disk_mb"] > 0
         assert engine["ingest_s"] > 0 and engine["index_build_s"] > 0
+
+
+@pytest.mark.server
+def test_server_benchmark_small_run(tmp_path, server_uri) -> None:
+    from pymilvus import MilvusClient
+
+    out = tmp_path / "server.json"
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "server_paired.py"), "--uri", server_uri]
+        + "--n 2000 --dim 96 --search-dim 16 --queries 64 --candidates 32 128".split()
+        + ["--hnsw-ef", "16", "64", "--json", str(out)],
+        check=True,
+        timeout=600,
+    )
+    run = json.loads(out.read_text())
+    rows = run["rows"]
+    assert set(rows) == {"funnel 32", "funnel 128", "full HNSW ef=16", "full HNSW ef=64"}
+    for label, row in rows.items():
+        assert 0.0 <= row["recall"] <= 1.0, label
+        assert 0 < row["p50_ms"] <= row["p95_ms"], label
+        assert row["qps_single"] > 0 and row["qps_batch"] > 0, label
+    assert rows["full HNSW ef=16"]["median_ratio_to_hnsw"] == 1.0
+    # the rerank recovers what the 16-dim head alone misses, more so with more candidates
+    assert rows["funnel 128"]["recall"] >= rows["funnel 32"]["recall"]
+    assert rows["funnel 128"]["recall"] >= 0.9
+    # on a server the documents come with the candidates: no second read
+    assert set(rows["funnel 128"]["stages_ms"]) == {"head_search", "decode", "rerank", "documents"}
+    assert run["consistency"] == "Bounded" and run["funnel_ingest_and_index_s"] > 0
+    # the benchmark's collections are gone afterwards
+    client = MilvusClient(uri=server_uri)
+    try:
+        assert not {"bench_funnel", "bench_funnel_mrl_meta", "bench_hnsw"} & set(
+            client.list_collections()
+        )
+    finally:
+        client.close()
