@@ -397,6 +397,28 @@ def worker_query(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def paired(
+    settings: dict[str, Any], queries: np.ndarray, warmup: int
+) -> tuple[dict[str, list[float]], dict[str, list[Any]]]:
+    """Every query searched by each setting back to back, in a rotating order.
+
+    Returns each setting's seconds per query and its results, in query order.
+    """
+    names = list(settings)
+    for q in queries[:warmup]:
+        for name in names:
+            settings[name](q)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    results: dict[str, list[Any]] = {name: [] for name in names}
+    for i, q in enumerate(tqdm(queries, desc="paired latency", unit="query")):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            t0 = time.perf_counter()
+            out = settings[name](q)
+            times[name].append(time.perf_counter() - t0)
+            results[name].append(out)
+    return times, results
+
+
 def worker_paired(args: argparse.Namespace) -> dict[str, Any]:
     """Funnel and full-dimension HNSW latencies taken in turn, query by query.
 
@@ -435,16 +457,7 @@ def worker_paired(args: argparse.Namespace) -> dict[str, Any]:
     if calibrated is not None:
         settings[f"funnel calibrated ({calibrated})"] = funnel(None)
     settings.update({f"full HNSW ef={ef}": hnsw(ef) for ef in args.hnsw_ef})
-    names = list(settings)
-    for q in queries[:5]:  # warm up
-        for name in names:
-            settings[name](q)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for i, q in enumerate(tqdm(queries, desc="paired latency", unit="query")):
-        for name in names[i % len(names) :] + names[: i % len(names)]:
-            t0 = time.perf_counter()
-            settings[name](q)
-            times[name].append(time.perf_counter() - t0)
+    times, _ = paired(settings, queries, warmup=5)
     store.close()
     client.close()
     base = np.asarray(times[f"full HNSW ef={args.hnsw_ef[0]}"])

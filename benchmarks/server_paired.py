@@ -41,7 +41,15 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _synthetic import centres_for, synthetic  # noqa: E402
-from scale import _plain_index, _plain_schema, exact_ids, pct, recall, unit  # noqa: E402
+from scale import (  # noqa: E402
+    _plain_index,
+    _plain_schema,
+    exact_ids,
+    paired,
+    pct,
+    recall,
+    unit,
+)
 
 K = 10
 FUNNEL = "bench_funnel"
@@ -156,17 +164,7 @@ def measure(args: argparse.Namespace, queries: np.ndarray, truth: np.ndarray) ->
     settings = {f"funnel {c}": funnel(c) for c in args.candidates}
     settings.update({f"full HNSW ef={ef}": hnsw(ef) for ef in args.hnsw_ef})
     names = list(settings)
-    for q in queries[:10]:  # warm up
-        for name in names:
-            settings[name][0](q)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    found: dict[str, list[list[str]]] = {name: [] for name in names}
-    for i, q in enumerate(tqdm(queries, desc="paired latency", unit="query")):
-        for name in names[i % len(names) :] + names[: i % len(names)]:
-            t0 = time.perf_counter()
-            ids = settings[name][0](q)
-            times[name].append(time.perf_counter() - t0)
-            found[name].append(ids)
+    times, found = paired({name: one for name, (one, _) in settings.items()}, queries, warmup=10)
     base = np.asarray(times[f"full HNSW ef={args.hnsw_ef[0]}"])
     rows: dict[str, Any] = {}
     batches = [queries[s : s + 32] for s in range(0, len(queries) - 31, 32)]
