@@ -17,6 +17,7 @@ import numpy as np
 from langchain_core.documents import Document
 
 from . import _milvus
+from ._expressions import Expressions
 from .errors import ConfigurationError, DimensionMismatchError, InvalidInputError
 from .funnel import (
     FunnelPlan,
@@ -103,6 +104,8 @@ class Engine:
         self.rotation = rotation
         self.rotation_sample = rotation_sample
         self.lock = threading.Lock()
+        #: Builds this store's filter expressions (declared columns, JSON paths).
+        self.expressions = Expressions()
         self.basis: np.ndarray | None = None
         self.config: dict[str, Any] = {}
         self.layout = collection.open()
@@ -245,9 +248,7 @@ class Engine:
         from ._validation import reject_unknown
 
         reject_unknown(options, SEARCH_OPTIONS, "search")
-        expr = _milvus.combine_exprs(
-            options.get("expr"), _milvus.filter_to_expr(options.get("filter"))
-        )
+        expr = self.expressions.where(options.get("expr"), options.get("filter"))
         layout = self.layout or self.refresh()
         if layout is None:
             make_plan(dim=2, search_dim=1, k=k, candidates=options.get("candidates"))

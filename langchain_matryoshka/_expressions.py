@@ -1,8 +1,26 @@
-"""Milvus boolean expressions built safely from user values. Pure strings, no I/O."""
+"""Milvus boolean expressions built safely from user values. Pure strings, no I/O.
+
+:class:`Expressions` is the one place that turns a metadata condition (a ``filter``
+dict, a structured-query comparison from LangChain or LlamaIndex) into Milvus syntax.
+It knows the store's layout: a key declared as a typed column (``metadata_fields``) is
+referenced by its field name (``year >= 2020``, fast, indexable), every other key by a
+JSON path on the ``metadata`` field (``metadata["year"] >= 2020``).
+
+Semantics, the same on every path (measured on Milvus Lite 3.2.2 and Milvus 2.3):
+
+- a condition on a key a document lacks (or holds null) is false, and so is its
+  negation (``ne``, ``nin``): three-valued logic, as in SQL; only ``exists`` and
+  ``not_exists`` test presence;
+- on a declared list column (``list[str]``, ...), ``eq`` / a ``filter`` value means
+  "contains", and a list of values "contains any of them";
+- JSON paths cannot use ``in`` (Milvus: "left side of 'in' must be a field
+  reference"), so ``in`` / ``nin`` on an undeclared key expand to ``==`` / ``!=`` terms.
+"""
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -12,6 +30,30 @@ from .errors import InvalidInputError
 
 FIELD_ID = "id"
 FIELD_METADATA = "metadata"
+
+#: Kinds a declared metadata column can have (the Python type it holds).
+SCALAR_KINDS = ("str", "int", "float", "bool")
+LIST_KINDS = ("list[str]", "list[int]", "list[float]", "list[bool]")
+KINDS = SCALAR_KINDS + LIST_KINDS
+
+#: Comparison operators :meth:`Expressions.compare` understands.
+OPERATORS = (
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "in",
+    "nin",
+    "contains",
+    "contains_any",
+    "contains_all",
+    "like",
+    "exists",
+    "not_exists",
+)
+_ORDER = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
 def quote(value: str) -> str:
@@ -26,57 +68,220 @@ def quote(value: str) -> str:
     return '"' + out.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t") + '"'
 
 
-def _literal(key: str, value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return quote(value)
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)) and math.isfinite(value):
-        return repr(float(value))
-    raise InvalidInputError(
-        f"filter value {value!r} for key {key!r} is not a string, number or boolean; "
-        "pass scalar values (a list means any of them), or use expr= for other conditions"
-    )
+def _kind_name(value: Any) -> str:
+    return type(value).__name__
+
+
+class Expressions:
+    """Expressions over one store's metadata: declared columns and the JSON field.
+
+    ``columns`` maps each declared metadata key to its kind (one of :data:`KINDS`);
+    an empty mapping (collections without declared fields) puts every key in JSON.
+    """
+
+    def __init__(self, columns: Mapping[str, str] | None = None) -> None:
+        self.columns = dict(columns or {})
+        self._paths = (
+            re.compile(
+                r"\b" + FIELD_METADATA + r"\s*\[\s*(['\"])("
+                + "|".join(map(re.escape, sorted(self.columns, key=len, reverse=True)))
+                + r")\1\s*\]"
+            )
+            if self.columns
+            else None
+        )
+
+    # ------------------------------------------------------------------ references
+
+    def ref(self, key: str) -> str:
+        """How an expression names metadata ``key``: its column, or a JSON path."""
+        if not isinstance(key, str):
+            raise InvalidInputError(
+                f"metadata key {key!r} is not a string; metadata keys are strings"
+            )
+        if key in self.columns:
+            return key
+        return f"{FIELD_METADATA}[{quote(key)}]"
+
+    def kind(self, key: str) -> str | None:
+        """The declared kind of ``key`` (None: an undeclared key, stored in JSON)."""
+        return self.columns.get(key)
+
+    def rewrite(self, expr: str) -> str:
+        """A user expression with ``metadata["k"]`` paths to declared keys made columns.
+
+        Declared keys no longer live in the JSON field, so an expression written for
+        JSON metadata (``metadata["year"] >= 2020``) would silently match nothing.
+        """
+        if not expr or self._paths is None:
+            return expr
+        return self._paths.sub(lambda m: m.group(2), expr)
+
+    # ------------------------------------------------------------------ literals
+
+    def literal(self, key: str, value: Any) -> str:
+        """``value`` as a Milvus literal, checked against ``key``'s declared kind."""
+        kind = self.columns.get(key)
+        element = kind[5:-1] if kind and kind.startswith("list[") else kind
+        if element is not None:
+            ok = {
+                "str": isinstance(value, str),
+                "int": isinstance(value, (int, np.integer)) and not isinstance(value, bool),
+                "float": isinstance(value, (int, float, np.integer, np.floating))
+                and not isinstance(value, bool),
+                "bool": isinstance(value, (bool, np.bool_)),
+            }[element]
+            if not ok:
+                raise InvalidInputError(
+                    f"metadata key {key!r} is declared {kind} but the condition compares it "
+                    f"with {value!r} ({_kind_name(value)}); pass a {element} value"
+                )
+        if isinstance(value, (bool, np.bool_)):
+            return "true" if value else "false"
+        if isinstance(value, str):
+            return quote(value)
+        if isinstance(value, (int, np.integer)):
+            return str(int(value))
+        if isinstance(value, (float, np.floating)) and math.isfinite(value):
+            return repr(float(value))
+        raise InvalidInputError(
+            f"filter value {value!r} for key {key!r} is not a string, number or boolean; "
+            "pass scalar values (a list means any of them), or use expr= for other conditions"
+        )
+
+    def _literals(self, key: str, values: Any, op: str) -> list[str]:
+        if isinstance(values, (str, bytes)) or not isinstance(
+            values, (list, tuple, set, frozenset)
+        ):
+            raise InvalidInputError(
+                f"operator {op!r} on key {key!r} needs a list of values, got {values!r}; "
+                f"pass e.g. [{values!r}]"
+            )
+        values = list(values)
+        if not values:
+            raise InvalidInputError(
+                f"operator {op!r} on key {key!r} got an empty list of values; pass at least one"
+            )
+        return [self.literal(key, v) for v in values]
+
+    # ------------------------------------------------------------------ conditions
+
+    def compare(self, key: str, op: str, value: Any = None) -> str:
+        """One condition ``key <op> value`` (see :data:`OPERATORS` and the module doc)."""
+        if op not in OPERATORS:
+            raise InvalidInputError(
+                f"operator {op!r} is not supported; pass one of {', '.join(OPERATORS)}"
+            )
+        ref = self.ref(key)
+        kind = self.columns.get(key)
+        is_list = bool(kind and kind.startswith("list["))
+        json = kind is None
+        if op in ("exists", "not_exists"):
+            if json:
+                return f"exists {ref}" if op == "exists" else f"not exists {ref}"
+            return f"{ref} is not null" if op == "exists" else f"{ref} is null"
+        if op == "like":
+            if not isinstance(value, str):
+                raise InvalidInputError(
+                    f"operator 'like' on key {key!r} needs a string pattern such as "
+                    f"'abc%', got {value!r}"
+                )
+            if is_list or kind in ("int", "float", "bool"):
+                raise InvalidInputError(
+                    f"operator 'like' needs a string key, but {key!r} is declared {kind}"
+                )
+            return f"{ref} like {quote(value)}"
+        if op in ("contains", "contains_any", "contains_all"):
+            if kind is not None and not is_list:
+                raise InvalidInputError(
+                    f"operator {op!r} needs a list-valued key, but {key!r} is declared {kind}; "
+                    "use 'eq' or 'in' for a scalar key"
+                )
+            fn = "json_contains" if json else "array_contains"
+            if op == "contains":
+                return f"{fn}({ref}, {self.literal(key, value)})"
+            suffix = op[len("contains") :]
+            return f"{fn}{suffix}({ref}, [{', '.join(self._literals(key, value, op))}])"
+        if is_list:
+            if op == "eq":
+                return f"array_contains({ref}, {self.literal(key, value)})"
+            if op == "ne":
+                return f"not array_contains({ref}, {self.literal(key, value)})"
+            if op in ("in", "nin"):
+                any_of = f"array_contains_any({ref}, [{', '.join(self._literals(key, value, op))}])"
+                return any_of if op == "in" else f"not {any_of}"
+            raise InvalidInputError(
+                f"operator {op!r} does not apply to {key!r}, declared {kind}; "
+                "use eq, ne, in, nin, contains, contains_any or contains_all"
+            )
+        if op in ("in", "nin"):
+            values = self._literals(key, value, op)
+            if not json:
+                return f"{ref} {'in' if op == 'in' else 'not in'} [{', '.join(values)}]"
+            sign, join = ("==", " or ") if op == "in" else ("!=", " and ")
+            return "(" + join.join(f"{ref} {sign} {v}" for v in values) + ")"
+        literal = self.literal(key, value)
+        if op == "eq":
+            return f"{ref} == {literal}"
+        if op == "ne":
+            return f"{ref} != {literal}"
+        if kind == "bool" or isinstance(value, (bool, np.bool_)):
+            raise InvalidInputError(
+                f"operator {op!r} cannot order booleans (key {key!r}); use 'eq' or 'ne'"
+            )
+        return f"{ref} {_ORDER[op]} {literal}"
+
+    def filter(self, filter: Mapping[str, Any] | None) -> str:  # noqa: A002
+        """Turn ``{"source": "a", "year": [2023, 2024]}`` into a safe Milvus expression.
+
+        A scalar value means equality (for a declared list key: contains), a list, tuple
+        or set means any of its values. All conditions must hold.
+        """
+        if filter is None:
+            return ""
+        if not isinstance(filter, Mapping):
+            raise InvalidInputError(
+                f"filter={filter!r} is not a dict; pass metadata equalities such as "
+                "filter={'source': 'a.txt'}, or a Milvus expression as expr="
+            )
+        parts = []
+        for key, value in filter.items():
+            if not isinstance(key, str):
+                raise InvalidInputError(
+                    f"filter key {key!r} is not a string; metadata keys are strings"
+                )
+            if isinstance(value, (list, tuple, set, frozenset)):
+                if not value:
+                    raise InvalidInputError(
+                        f"filter value for key {key!r} is an empty list, which matches "
+                        "nothing; pass at least one value"
+                    )
+                parts.append(self.compare(key, "in", value))
+            else:
+                parts.append(self.compare(key, "eq", value))
+        return " and ".join(parts)
+
+    def where(self, expr: str | None, filter: Mapping[str, Any] | None) -> str:  # noqa: A002
+        """A call's condition: its ``expr`` (declared paths rewritten) AND its ``filter``."""
+        return combine_exprs(self.rewrite(expr or ""), self.filter(filter))
 
 
 def filter_to_expr(filter: Mapping[str, Any] | None) -> str:  # noqa: A002
-    """Turn ``{"source": "a", "year": [2023, 2024]}`` into a safe Milvus expression.
+    """:meth:`Expressions.filter` for a store without declared metadata columns."""
+    return Expressions().filter(filter)
 
-    Every key tests ``metadata[key]``; a scalar value means equality, a list, tuple or
-    set means any of its values. All conditions must hold.
+
+def ids_to_expr(ids: Iterable[Any], field: str = FIELD_ID) -> str:
+    """``field in [...]`` with every id quoted safely (pymilvus' ``ids=`` does not escape).
+
+    Integer ids (an INT64 primary key) are written as numbers, anything else quoted.
     """
-    if filter is None:
-        return ""
-    if not isinstance(filter, Mapping):
-        raise InvalidInputError(
-            f"filter={filter!r} is not a dict; pass metadata equalities such as "
-            "filter={'source': 'a.txt'}, or a Milvus expression as expr="
-        )
-    parts = []
-    for key, value in filter.items():
-        if not isinstance(key, str):
-            raise InvalidInputError(
-                f"filter key {key!r} is not a string; metadata keys are strings"
-            )
-        field = f"{FIELD_METADATA}[{quote(key)}]"
-        if isinstance(value, (list, tuple, set, frozenset)):
-            values = list(value)
-            if not values:
-                raise InvalidInputError(
-                    f"filter value for key {key!r} is an empty list, which matches nothing; "
-                    "pass at least one value"
-                )
-            parts.append("(" + " or ".join(f"{field} == {_literal(key, v)}" for v in values) + ")")
-        else:
-            parts.append(f"{field} == {_literal(key, value)}")
-    return " and ".join(parts)
-
-
-def ids_to_expr(ids: Iterable[str], field: str = FIELD_ID) -> str:
-    """``id in [...]`` with every id quoted safely (pymilvus' ``ids=`` does not escape)."""
-    return f"{field} in [{', '.join(quote(str(i)) for i in ids)}]"
+    items = [
+        str(int(i)) if isinstance(i, (int, np.integer)) and not isinstance(i, bool)
+        else quote(str(i))
+        for i in ids
+    ]
+    return f"{field} in [{', '.join(items)}]"
 
 
 def combine_exprs(*exprs: str | None) -> str:

@@ -310,7 +310,7 @@ class MatryoshkaMilvus(VectorStore):
     ) -> bool:
         """Delete by ids (missing ids are ignored), or by ``expr`` / ``filter``."""
         reject_unknown(kwargs, (), "delete")
-        where = _milvus.combine_exprs(expr, _milvus.filter_to_expr(filter))
+        where = self._engine.expressions.where(expr, filter)
         if ids is None and not where:
             raise InvalidInputError(
                 "delete() got no ids, expr or filter; pass ids=[...] or a condition "
