@@ -299,8 +299,27 @@ class Candidates:
     """``[n_queries]`` hits returned for each query."""
 
 
+def _distinct(rows: Sequence[Mapping[str, Any]], key: str) -> Sequence[Mapping[str, Any]]:
+    """``rows`` without repeated primary keys (the first of each kept).
+
+    Milvus Lite 3.2 killed between a flush's manifest commit and its write-ahead-log
+    deletion replays that log on the next open: the flushed rows then exist twice with
+    the same sequence number, and search, query and count(*) return both copies until
+    the rows are written again.
+    """
+    seen = {r[key] for r in rows}
+    if len(seen) == len(rows):
+        return rows
+    seen = set()
+    return [r for r in rows if not (r[key] in seen or seen.add(r[key]))]
+
+
 def hits_to_candidates(hits: Sequence[Sequence[Mapping[str, Any]]], layout: Layout) -> Candidates:
-    """Turn a Milvus search result into padded numpy candidates (one decode for all)."""
+    """Turn a Milvus search result into padded numpy candidates (one decode for all).
+
+    A hit repeating an earlier hit's id is dropped (see :func:`_distinct`).
+    """
+    hits = [_distinct(query_hits, "id") for query_hits in hits]
     n_valid = np.array([len(h) for h in hits], dtype=np.int64)
     width = int(n_valid.max()) if len(hits) else 0
     vectors = np.zeros((len(hits), width, layout.dim), dtype=np.float32)
@@ -514,20 +533,19 @@ class MilvusCollection:
                     consistency_level=self.consistency_level,
                 )
             )
-        return rows
+        return list(_distinct(rows, FIELD_ID))
 
     def query(self, expr: str, limit: int | None = None) -> list[dict[str, Any]]:
         kwargs: dict[str, Any] = {"limit": limit} if limit else {}
         # Milvus servers refuse an empty filter without a limit; this one matches all.
-        return list(
-            self.client.query(
-                self.name,
-                filter=expr or f'{FIELD_ID} != ""',
-                output_fields=[FIELD_TEXT, FIELD_METADATA],
-                consistency_level=self.consistency_level,
-                **kwargs,
-            )
+        rows = self.client.query(
+            self.name,
+            filter=expr or f'{FIELD_ID} != ""',
+            output_fields=[FIELD_TEXT, FIELD_METADATA],
+            consistency_level=self.consistency_level,
+            **kwargs,
         )
+        return list(_distinct(rows, FIELD_ID))
 
     def count(self) -> int:
         rows = self.client.query(
@@ -566,7 +584,7 @@ class MilvusCollection:
         )
         try:
             while True:
-                batch = iterator.next()
+                batch = _distinct(iterator.next(), FIELD_ID)
                 if not batch:
                     return
                 yield (
@@ -584,7 +602,7 @@ class MilvusCollection:
         ids: list[str] = []
         try:
             while True:
-                batch = iterator.next()
+                batch = _distinct(iterator.next(), FIELD_ID)
                 if not batch:
                     return ids
                 ids.extend(str(r[FIELD_ID]) for r in batch)
