@@ -56,7 +56,7 @@ def main() -> None:
     def two_calls(q: np.ndarray, c: int) -> object:
         hits = client.search(name, data=head(q).tolist(), anns_field="head", limit=c,
                              output_fields=["id"], search_params=search_params_for("HNSW", None, c))
-        return client.get(name, ids=[h["id"] for h in hits[0]], output_fields=["full"])
+        return client.get(name, ids=[h.id for h in hits[0]], output_fields=["full"])
 
     for c in args.candidates:
         times: dict[str, list[float]] = {"one": [], "two": []}

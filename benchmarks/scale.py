@@ -363,7 +363,7 @@ def worker_query(args: argparse.Namespace) -> dict[str, Any]:
             heads = head_of(engine.query_vectors(qs, layout), layout.search_dim)
             hits = store.client.search(
                 "bench", data=heads.tolist(), anns_field="head", limit=K,
-                output_fields=["text", "metadata"], search_params=sp,
+                output_fields=["id", "text", "metadata"], search_params=sp,
             )
             return [[str(h["id"]) for h in row] for row in hits]
 

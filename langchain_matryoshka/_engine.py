@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from langchain_core.documents import Document
 
-from . import _milvus
+from . import _layout, _milvus
 from ._expressions import Expressions
 from .errors import ConfigurationError, DimensionMismatchError, InvalidInputError
 from .funnel import (
@@ -52,6 +52,8 @@ class Planned(NamedTuple):
     plan: FunnelPlan
     expr: str
     layout: _milvus.Layout
+    partitions: list[str] | None = None
+    """Store-managed tenant partitions the filter confines the search to (None: all)."""
 
 
 class Hit(NamedTuple):
@@ -78,6 +80,7 @@ class Engine:
         rotation_sample: int,
         show_progress: bool = False,
         fetch_documents: str = "auto",
+        declared: _layout.Declared | None = None,
     ) -> None:
         if rotation not in ROTATIONS:
             raise ConfigurationError(
@@ -104,8 +107,9 @@ class Engine:
         self.rotation = rotation
         self.rotation_sample = rotation_sample
         self.lock = threading.Lock()
+        self.declared = declared or _layout.Declared()
         #: Builds this store's filter expressions (declared columns, JSON paths).
-        self.expressions = Expressions()
+        self.expressions = Expressions({f.name: f.kind for f in self.declared.fields})
         self.basis: np.ndarray | None = None
         self.config: dict[str, Any] = {}
         self.layout = collection.open()
@@ -123,6 +127,8 @@ class Engine:
                 f"search_dim={self.requested_search_dim} was passed; omit search_dim, pass "
                 "the collection's, or use drop_old=True to rebuild"
             )
+        self._check_declared(layout)
+        self.expressions = Expressions(layout.columns)
         self.config = self.meta.read_config()
         properties = self.collection.properties()
         # The collection's properties name its rotation and basis (set when it was
@@ -139,6 +145,38 @@ class Engine:
             check_orthogonal(basis)
             self.basis = basis
         self.check_defaults(layout)
+
+    def _check_declared(self, layout: _milvus.Layout) -> None:
+        """A declaration passed to the constructor must be the collection's own."""
+        declared, name = self.declared, self.collection.name
+        if declared.empty:
+            return
+        if layout.version < 3:
+            raise ConfigurationError(
+                f"collection {name!r} was written by langchain-matryoshka 0.{layout.version} "
+                "and has no declared metadata fields, tenants or full-text field; omit "
+                "metadata_fields / partition_key / full_text_search to use it as it is, or "
+                "rebuild it with drop_old=True"
+            )
+        stored = ", ".join(f"{f.name}: {f.kind}" for f in layout.fields) or "none"
+        if declared.fields and not _layout.same_declaration(layout.fields, declared.fields):
+            raise ConfigurationError(
+                f"collection {name!r} declares metadata_fields {{{stored}}}, not "
+                f"{{{', '.join(f'{f.name}: {f.kind}' for f in declared.fields)}}}; omit "
+                "metadata_fields to use the stored ones, or rebuild with drop_old=True"
+            )
+        key = layout.tenancy.key if layout.tenancy else None
+        if declared.partition_key is not None and declared.partition_key != key:
+            raise ConfigurationError(
+                f"partition_key={declared.partition_key!r} was passed but collection {name!r} "
+                f"has partition key {key!r}; omit partition_key, or rebuild with drop_old=True"
+            )
+        if declared.full_text is not None and layout.full_text is None:
+            raise ConfigurationError(
+                f"full_text_search=True was passed but collection {name!r} was created "
+                "without a full-text field; rebuild it with drop_old=True (and "
+                "full_text_search=True) to search it by keywords"
+            )
 
     def refresh(self) -> _milvus.Layout | None:
         """Open the collection if another store or process has created it since."""
@@ -180,11 +218,7 @@ class Engine:
                 return self.layout
             dim = vectors.shape[1]
             search_dim = self.requested_search_dim or default_search_dim(dim)
-            layout = _milvus.Layout(
-                dim=dim,
-                search_dim=validate_search_dim(search_dim, dim),
-                text_max_length=self.text_max_length,
-            )
+            layout = self._new_layout(dim, validate_search_dim(search_dim, dim))
             self.check_defaults(layout)
             if self.rotation is None:
                 if not self.collection.create(layout):
@@ -221,6 +255,32 @@ class Engine:
             self.layout = layout
             return layout
 
+    def _new_layout(self, dim: int, search_dim: int) -> _milvus.Layout:
+        backend = self.collection.backend
+        if self.declared.full_text is not None and not backend.full_text:
+            raise ConfigurationError(
+                f"full_text_search=True needs Milvus 2.5 or later (or Milvus Lite), but the "
+                f"server is {backend.describe()}; upgrade the server, or pass "
+                "full_text_search=False"
+            )
+        return _layout.new_layout(
+            dim,
+            search_dim,
+            self.text_max_length,
+            self.declared,
+            lite=self.collection.lite,
+            nullable=backend.nullable,
+        )
+
+    def check_metadata(self, metas: list[dict], ids: list[str]) -> None:
+        """Check declared metadata columns' values before anything is embedded."""
+        layout = self.layout
+        if layout is None:
+            if not self.declared.fields:
+                return
+            layout = self._new_layout(2, 1)
+        _layout.split_metadata(metas, ids, layout)
+
     def write(self, texts: list[str], metas: list[dict], ids: list[str], embeddings: Any) -> None:
         """Upsert validated rows with their (rotated) full vectors and heads."""
         if not texts:
@@ -248,8 +308,8 @@ class Engine:
         from ._validation import reject_unknown
 
         reject_unknown(options, SEARCH_OPTIONS, "search")
-        expr = self.expressions.where(options.get("expr"), options.get("filter"))
         layout = self.layout or self.refresh()
+        expr = self.expressions.where(options.get("expr"), options.get("filter"))
         if layout is None:
             make_plan(dim=2, search_dim=1, k=k, candidates=options.get("candidates"))
             return None
@@ -261,7 +321,23 @@ class Engine:
         if options.get("candidates") is None and defaults["candidates"] is not None:
             settings["candidates"] = max(defaults["candidates"], k)
         plan = make_plan(dim=layout.dim, search_dim=layout.search_dim, k=k, **settings)
-        return Planned(plan, expr, layout)
+        return Planned(plan, expr, layout, self.partitions_for(options.get("filter")))
+
+    def partitions_for(self, filter: Mapping[str, Any] | None) -> list[str] | None:  # noqa: A002
+        """The store-managed partitions a filter on the tenant key confines a call to.
+
+        None (every partition) without store-managed tenancy (servers prune by their
+        own partition key) or without the tenant key in the filter.
+        """
+        layout = self.layout
+        tenancy = layout.tenancy if layout is not None else None
+        if tenancy is None or tenancy.mode != _layout.TENANCY_PARTITIONS or not filter:
+            return None
+        if tenancy.key not in filter:
+            return None
+        value = filter[tenancy.key]
+        values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
+        return sorted({tenancy.partition_of(v) for v in values})
 
     def query_vectors(self, queries: Any, layout: _milvus.Layout) -> np.ndarray:
         """Checked, rotated query embeddings ``[n, dim]``."""
@@ -282,7 +358,7 @@ class Engine:
         """
         if planned is None:
             return [[] for _ in range(len(queries))]
-        plan, expr, layout = planned
+        plan, expr, layout, partitions = planned
         clock = _Clock(timings)
         q = self.query_vectors(queries, layout)
         hits = self.collection.search(
@@ -290,6 +366,7 @@ class Engine:
             plan.candidates,
             expr,
             with_documents=not self.fetch_after_rerank,
+            partitions=partitions,
         )
         clock.lap("head_search")
         cands = _milvus.hits_to_candidates(hits, layout)
@@ -335,7 +412,7 @@ class Engine:
             found = {j: rows.get(ids[qi][j]) for j, _ in row}
             texts.append({j: r[_milvus.FIELD_TEXT] if r else None for j, r in found.items()})
             metadatas.append(
-                {j: (r[_milvus.FIELD_METADATA] or {}) if r else {} for j, r in found.items()}
+                {j: self.layout.metadata_of(r) if r else {} for j, r in found.items()}
             )
         return texts, metadatas
 
@@ -376,6 +453,14 @@ class Engine:
                 found[str(row[_milvus.FIELD_ID])] = row[_milvus.FIELD_FULL]
         kept = [i for i in dict.fromkeys(ids) if i in found]
         return kept, _milvus.decode_full([found[i] for i in kept], layout)
+
+    def document_of(self, row: Mapping[str, Any]) -> Document:
+        """A stored row (with the layout's document fields) as a Document."""
+        return Document(
+            id=str(row[_milvus.FIELD_ID]),
+            page_content=row[_milvus.FIELD_TEXT],
+            metadata=self._require_layout().metadata_of(row),
+        )
 
     def _require_layout(self) -> _milvus.Layout:
         if self.layout is None:

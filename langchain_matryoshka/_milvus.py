@@ -1,53 +1,19 @@
 """The Milvus adapter: the only code that talks to Milvus.
 
-This module holds the collection layout and every data call; connecting (Lite files,
-servers, timeouts, locks) lives in :mod:`._connection` and safe expression building
-in :mod:`._expressions`; both are re-exported here.
+This module holds every data call on a store's collection and its settings
+collection; the collection layout (fields, versions, row encoding) lives in
+:mod:`._layout`, connecting (Lite files, servers, timeouts, locks) in
+:mod:`._connection` and safe expression building in :mod:`._expressions`.
 
-Collection layout (one collection per store)::
-
-    id        VARCHAR primary key        Document.id
-    text      VARCHAR                    Document.page_content
-    metadata  JSON                       Document.metadata
-    head      FLOAT_VECTOR[search_dim]   L2-normalised first search_dim dims, indexed (IP)
-    full      VARCHAR                    the L2-normalised full embedding as float16,
-                                         base64: read back for reranking
-
-plus two collection properties, ``matryoshka.full`` (the full vector's encoding) and
-``matryoshka.dim`` (its dimension, which a VARCHAR does not carry).
-
-How the full vector is stored was chosen by measurement (``benchmarks/storage_layouts.py``;
-Milvus Lite 3.2.2, 2 cores, 100k rows, head 128 + full 768 dims, HNSW head, 256 hits with
-their full vectors, 500 queries):
-
-=========================  ===============  ======================  =====
-full vector stored as      single query     batch of 32 queries     disk
-                           (vs ARRAY)       (QPS vs 32 single)
-=========================  ===============  ======================  =====
-ARRAY<FLOAT>               1.00             3.29x                   1.00
-second FLOAT_VECTOR        1.03             3.24x                   -
-VARCHAR base64 float32     0.68             3.56x                   -
-VARCHAR base64 float16     0.66             5.77x                   0.76
-ARRAY<INT8> + scale        0.66             6.98x                   -
-=========================  ===============  ======================  =====
-
-Milvus 2.3 servers refuse a second vector field ("multiple vector fields is not
-supported"), Milvus Lite refuses FLOAT16_VECTOR, and int8 changed the top-10 set for
-14.6% of queries. float16 of a unit vector keeps the cosine to about 1e-4 (it changed the
-top-10 set for 1 query in 500, by one document near the cut), moves a VARCHAR over the
-wire that Milvus neither parses nor converts, and decodes with one ``frombuffer`` per
-search. Vectors are normalised before the cast, so no component can overflow float16;
-cosine scores do not change. Collections written by 0.1 (ARRAY<FLOAT>) are still read.
-
-The head is stored normalised and searched with the inner product (= cosine), so the
-index never depends on a metric normalising for us.
+Methods are plain blocking calls on a thread-safe ``MilvusClient``; the store's async
+methods run them on a worker thread. Why the layout is what it is, measured:
+``docs/storage.md``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,42 +33,43 @@ from ._connection import (  # noqa: F401 - the adapter's public names
     with_call_limits,
 )
 from ._expressions import combine_exprs, filter_to_expr, ids_to_expr, quote  # noqa: F401
-from .errors import ConfigurationError, SchemaError
+from ._layout import (  # noqa: F401 - the adapter's public names
+    FIELD_FULL,
+    FIELD_HEAD,
+    FIELD_ID,
+    FIELD_METADATA,
+    FIELD_PK,
+    FIELD_SPARSE,
+    FIELD_TEXT,
+    FLOAT16_COSINE_ERROR,
+    ID_MAX_LENGTH,
+    MAX_DIM,
+    METRIC,
+    PROPERTY_BASIS,
+    PROPERTY_DIM,
+    PROPERTY_LAYOUT,
+    PROPERTY_ROTATION,
+    PROPERTY_STORAGE,
+    STORAGE_ARRAY,
+    STORAGE_FLOAT16,
+    TENANCY_PARTITIONS,
+    TEXT_MAX_LENGTH,
+    Layout,
+    build_schema,
+    decode_full,
+    encode_full,
+    full_max_length,
+    layout_properties,
+    make_rows,
+    read_layout,
+)
+from .errors import ConfigurationError, InvalidInputError, SchemaError
 
-FIELD_ID = "id"
-FIELD_TEXT = "text"
-FIELD_METADATA = "metadata"
-FIELD_HEAD = "head"
-FIELD_FULL = "full"
-METRIC = "IP"
-
-#: Longest id, in UTF-8 bytes, the primary key field holds.
-ID_MAX_LENGTH = 512
-#: Longest text, in UTF-8 bytes (the VARCHAR maximum).
-TEXT_MAX_LENGTH = 65535
-#: Largest embedding dimension (the largest ARRAY capacity Milvus allows; settings
-#: matrices are stored one ARRAY row per matrix row).
-MAX_DIM = 4096
 #: Rows per page when exact search streams every stored vector. Each page of a Milvus Lite
 #: query iterator costs about the same whatever its size (1M rows x 768 dims: 2.7 s per page
 #: of 4,096 rows, 3.2 s per page of 16,384), so large pages cut a full pass about 3.4x; the
 #: largest a Milvus query may return is 16,384 rows (about 50 MB of float32 at 768 dims).
 SCAN_BATCH = 16384
-
-#: Full vectors as base64 float16 in a VARCHAR (the default, see the module docstring).
-STORAGE_FLOAT16 = "float16-base64"
-#: Full vectors as ARRAY<FLOAT> (collections written by langchain-matryoshka 0.1).
-STORAGE_ARRAY = "float32-array"
-#: Largest error float16 storage adds to a cosine score: each component of a unit vector
-#: is rounded by at most 2**-11 of itself (plus 2**-25 below float16's normal range),
-#: and sum(|q_i| |d_i|) <= 1 for unit q and d.
-FLOAT16_COSINE_ERROR = 2.0**-11 + 64 * 2.0**-25
-PROPERTY_STORAGE = "matryoshka.full"
-PROPERTY_DIM = "matryoshka.dim"
-#: The rotation a collection was built with, and the id of its basis in the settings
-#: collection: set atomically with the collection, so racing first writers agree.
-PROPERTY_ROTATION = "matryoshka.rotation"
-PROPERTY_BASIS = "matryoshka.basis"
 
 # Index defaults. HNSW on the short head: small (search_dim floats + graph per row) and
 # fast. Milvus Lite ignores build parameters unless they are nested under "params".
@@ -119,118 +86,6 @@ DEFAULT_SEARCH_PARAMS: dict[str, dict[str, Any]] = {
     "IVF_FLAT": {"nprobe": 16},
     "IVF_SQ8": {"nprobe": 16},
 }
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Dimensions of a store's collection."""
-
-    dim: int
-    search_dim: int
-    text_max_length: int = TEXT_MAX_LENGTH
-    storage: str = STORAGE_FLOAT16
-
-
-def full_max_length(dim: int) -> int:
-    """Characters of a base64 float16 vector of ``dim`` components."""
-    return 4 * -(-2 * dim // 3)
-
-
-def encode_full(vectors: np.ndarray, storage: str) -> list[Any]:
-    """Full vectors ``[n, dim]`` as the ``full`` field's values."""
-    if storage == STORAGE_ARRAY:
-        return vectors.tolist()
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    unit = (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float16)
-    return [base64.b64encode(row.tobytes()).decode("ascii") for row in unit]
-
-
-def decode_full(values: Sequence[Any], layout: Layout) -> np.ndarray:
-    """The ``full`` field's values as float32 ``[n, dim]``."""
-    if layout.storage == STORAGE_ARRAY:
-        return np.asarray(values, dtype=np.float32).reshape(len(values), layout.dim)
-    raw = b"".join(map(binascii.a2b_base64, values))
-    return np.frombuffer(raw, dtype=np.float16).reshape(len(values), layout.dim).astype(np.float32)
-
-
-def _field(desc: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
-    for field in desc.get("fields", []):
-        if field.get("name") == name:
-            return field
-    return None
-
-
-def _expect(cond: bool, collection: str, what: str) -> None:
-    if not cond:
-        raise SchemaError(
-            f"collection {collection!r} exists but was not written by langchain-matryoshka: "
-            f"{what}; pass another collection_name, or drop_old=True to replace it"
-        )
-
-
-def read_layout(client: Any, collection: str) -> Layout:
-    """Dimensions of an existing collection, or :class:`SchemaError` if it is foreign."""
-    from pymilvus import DataType
-
-    desc = client.describe_collection(collection)
-    pk = _field(desc, FIELD_ID)
-    _expect(
-        pk is not None and pk.get("is_primary") and pk.get("type") == DataType.VARCHAR,
-        collection,
-        f"no VARCHAR primary key named {FIELD_ID!r}",
-    )
-    text = _field(desc, FIELD_TEXT)
-    _expect(
-        text is not None and text.get("type") == DataType.VARCHAR,
-        collection,
-        f"no VARCHAR field {FIELD_TEXT!r}",
-    )
-    meta = _field(desc, FIELD_METADATA)
-    _expect(
-        meta is not None and meta.get("type") == DataType.JSON,
-        collection,
-        f"no JSON field {FIELD_METADATA!r}",
-    )
-    head = _field(desc, FIELD_HEAD)
-    _expect(
-        head is not None and head.get("type") == DataType.FLOAT_VECTOR,
-        collection,
-        f"no FLOAT_VECTOR field {FIELD_HEAD!r}",
-    )
-    full = _field(desc, FIELD_FULL)
-    properties = desc.get("properties") or {}
-    if full is not None and full.get("type") == DataType.VARCHAR:
-        storage = properties.get(PROPERTY_STORAGE)
-        _expect(
-            storage == STORAGE_FLOAT16 and str(properties.get(PROPERTY_DIM, "")).isdigit(),
-            collection,
-            f"VARCHAR field {FIELD_FULL!r} without the properties {PROPERTY_STORAGE}="
-            f"{STORAGE_FLOAT16!r} and {PROPERTY_DIM}",
-        )
-        dim = int(properties[PROPERTY_DIM])
-        _expect(
-            int(full["params"].get("max_length", 0)) >= full_max_length(dim),
-            collection,
-            f"VARCHAR field {FIELD_FULL!r} too short for {dim} float16 values",
-        )
-    else:
-        _expect(
-            full is not None
-            and full.get("type") == DataType.ARRAY
-            and full.get("element_type") == DataType.FLOAT,
-            collection,
-            f"no VARCHAR or ARRAY<FLOAT> field {FIELD_FULL!r}",
-        )
-        storage = STORAGE_ARRAY
-        dim = int(full["params"]["max_capacity"])
-    search_dim = int(head["params"]["dim"])
-    _expect(search_dim < dim, collection, f"head dim {search_dim} >= full dim {dim}")
-    return Layout(
-        dim=dim,
-        search_dim=search_dim,
-        text_max_length=int(text["params"].get("max_length", TEXT_MAX_LENGTH)),
-        storage=storage,
-    )
 
 
 def has_index(client: Any, collection: str, field: str) -> bool:
@@ -282,6 +137,60 @@ def search_params_for(
     return {"metric_type": METRIC, "params": merged}
 
 
+# ---------------------------------------------------------------------------- backend
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What the Milvus behind a client can do (Milvus Lite, or a server's version)."""
+
+    lite: bool
+    version: tuple[int, int] | None = None
+    """A server's (major, minor); None for Milvus Lite or when it does not say."""
+
+    def at_least(self, major: int, minor: int) -> bool:
+        return self.lite or (self.version is not None and self.version >= (major, minor))
+
+    @property
+    def nullable(self) -> bool:
+        """Fields that hold nulls (Milvus Lite 3.2; servers from 2.5)."""
+        return self.at_least(2, 5)
+
+    @property
+    def full_text(self) -> bool:
+        """The BM25 function and SPARSE_INVERTED_INDEX (Milvus Lite 3.2; servers from 2.5)."""
+        return self.at_least(2, 5)
+
+    def scalar_index(self, kind: str) -> str | None:
+        """The scalar index a declared column gets, or None where none helps or exists.
+
+        Milvus Lite and servers from 2.4 build INVERTED (not on ARRAY fields); 2.3 has
+        Trie for VARCHAR and STL_SORT for numbers.
+        """
+        if kind.startswith("list["):
+            return None
+        if self.at_least(2, 4):
+            return "INVERTED"
+        return {"str": "Trie", "int": "STL_SORT", "float": "STL_SORT"}.get(kind)
+
+    def describe(self) -> str:
+        if self.lite:
+            return "Milvus Lite"
+        return "Milvus " + (".".join(map(str, self.version)) if self.version else "(unknown)")
+
+
+def backend_of(client: Any, lite: bool) -> Backend:
+    """Ask the server behind ``client`` what it is."""
+    if lite:
+        return Backend(lite=True)
+    try:
+        text = str(client.get_server_version())
+    except Exception:  # noqa: BLE001 - an old server without the call
+        return Backend(lite=False)
+    match = re.match(r"v?(\d+)\.(\d+)", text.strip())
+    return Backend(lite=False, version=(int(match[1]), int(match[2])) if match else None)
+
+
 # ---------------------------------------------------------------------------- results
 
 
@@ -314,6 +223,10 @@ def _distinct(rows: Sequence[Mapping[str, Any]], key: str) -> Sequence[Mapping[s
     return [r for r in rows if not (r[key] in seen or seen.add(r[key]))]
 
 
+def _hit_id(hit: Mapping[str, Any], layout: Layout) -> str:
+    return str(hit["entity"][FIELD_ID] if layout.version >= 3 else hit["id"])
+
+
 def hits_to_candidates(hits: Sequence[Sequence[Mapping[str, Any]]], layout: Layout) -> Candidates:
     """Turn a Milvus search result into padded numpy candidates (one decode for all).
 
@@ -325,13 +238,17 @@ def hits_to_candidates(hits: Sequence[Sequence[Mapping[str, Any]]], layout: Layo
     vectors = np.zeros((len(hits), width, layout.dim), dtype=np.float32)
     flat = decode_full([h["entity"][FIELD_FULL] for query_hits in hits for h in query_hits], layout)
     vectors[np.arange(width) < n_valid[:, None]] = flat
-    ids = [[str(h["id"]) for h in query_hits] for query_hits in hits]
+    ids = [[_hit_id(h, layout) for h in query_hits] for query_hits in hits]
     first = next((query_hits[0] for query_hits in hits if query_hits), None)
     if first is None or FIELD_TEXT not in first["entity"]:
         return Candidates(ids, None, None, vectors, n_valid)
     texts = [[h["entity"][FIELD_TEXT] for h in query_hits] for query_hits in hits]
-    metas = [[h["entity"][FIELD_METADATA] or {} for h in query_hits] for query_hits in hits]
+    metas = [[layout.metadata_of(h["entity"]) for h in query_hits] for query_hits in hits]
     return Candidates(ids, texts, metas, vectors, n_valid)
+
+
+def _partition_kwargs(partitions: Sequence[str] | None) -> dict[str, Any]:
+    return {} if partitions is None else {"partition_names": list(partitions)}
 
 
 # ---------------------------------------------------------------------------- collection
@@ -340,8 +257,7 @@ def hits_to_candidates(hits: Sequence[Sequence[Mapping[str, Any]]], layout: Layo
 class MilvusCollection:
     """One collection of the store's layout; every Milvus call goes through here.
 
-    Methods are plain blocking calls on a thread-safe ``MilvusClient``; the store's
-    async methods run them on a worker thread.
+    :attr:`layout` is the collection's, known once it was opened or created.
     """
 
     def __init__(
@@ -367,6 +283,15 @@ class MilvusCollection:
         self.index_type = index_type
         self.index_params = dict(index_params or {})
         self.search_params = dict(search_params or {})
+        self.layout: Layout | None = None
+        self._backend: Backend | None = None
+        self._partitions: set[str] = set()  # store-managed partitions known to exist
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = backend_of(self.client, self.lite)
+        return self._backend
 
     # -- lifecycle
     def exists(self) -> bool:
@@ -376,7 +301,7 @@ class MilvusCollection:
         """Layout of the existing collection (indexed and loaded), or None if absent."""
         if not self.exists():
             return None
-        layout = read_layout(self.client, self.name)
+        layout = read_layout(self.client.describe_collection(self.name), self.name)
         if not self._has_head_index():
             self._create_head_index()
         try:
@@ -385,7 +310,13 @@ class MilvusCollection:
             if not (self.lite and ".idx" in str(exc)):
                 raise
             self._rebuild_index()
+        self._opened(layout)
         return layout
+
+    def _opened(self, layout: Layout) -> None:
+        self.layout = layout
+        if layout.tenancy is not None and layout.tenancy.mode == TENANCY_PARTITIONS:
+            self._partitions = set(self.client.list_partitions(self.name))
 
     def _rebuild_index(self) -> None:
         """Drop and rebuild the head index, then load: recovers a Lite file whose index.
@@ -394,10 +325,12 @@ class MilvusCollection:
         killed while it builds one in the background leaves it truncated, and every later
         load fails with a faiss "read error in ....idx". The rows themselves are intact;
         the index is derived from them, so dropping and rebuilding it loses nothing.
+        (Milvus Lite's drop_index drops every index of the collection: all are rebuilt.)
         """
         self.client.release_collection(self.name)
         self.client.drop_index(self.name, FIELD_HEAD)
-        self._create_head_index()
+        layout = read_layout(self.client.describe_collection(self.name), self.name)
+        create_index(self.client, self.name, FIELD_HEAD, self._index_params(layout))
         self.client.load_collection(self.name)
 
     def _has_head_index(self) -> bool:
@@ -411,50 +344,47 @@ class MilvusCollection:
             index_params_for(self.client, self.lite, self.index_type, self.index_params),
         )
 
+    def _index_params(self, layout: Layout) -> Any:
+        """The head index, the BM25 index and the declared columns' scalar indexes."""
+        index_params = index_params_for(self.client, self.lite, self.index_type, self.index_params)
+        if layout.full_text is not None:
+            index_params.add_index(
+                field_name=FIELD_SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25"
+            )
+        for f in layout.fields:
+            kind = self.backend.scalar_index(f.kind)
+            if kind is not None:
+                index_params.add_index(field_name=f.name, index_type=kind)
+        return index_params
+
     def properties(self) -> dict[str, str]:
         """The collection's properties (the ``matryoshka.*`` keys this package sets)."""
         return dict(self.client.describe_collection(self.name).get("properties") or {})
 
     def create(self, layout: Layout, properties: Mapping[str, str] | None = None) -> bool:
-        """Create the collection with its head index, loaded; False if another writer did.
+        """Create the collection with its indexes, loaded; False if another writer did.
 
         ``properties`` are stored with the collection in the same call: when writers
         race, the winner's are the ones every writer then reads.
         """
-        from pymilvus import DataType
-
         if layout.dim > MAX_DIM:
             raise ConfigurationError(
                 f"embedding dimension {layout.dim} exceeds the {MAX_DIM} floats a Milvus "
                 "array holds; use a model with at most 4096 dimensions"
             )
-        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field(FIELD_ID, DataType.VARCHAR, is_primary=True, max_length=ID_MAX_LENGTH)
-        schema.add_field(FIELD_TEXT, DataType.VARCHAR, max_length=layout.text_max_length)
-        schema.add_field(FIELD_METADATA, DataType.JSON)
-        schema.add_field(FIELD_HEAD, DataType.FLOAT_VECTOR, dim=layout.search_dim)
-        if layout.storage == STORAGE_ARRAY:
-            schema.add_field(
-                FIELD_FULL, DataType.ARRAY, element_type=DataType.FLOAT, max_capacity=layout.dim
-            )
-            props = dict(properties or {})
-        else:
-            schema.add_field(FIELD_FULL, DataType.VARCHAR, max_length=full_max_length(layout.dim))
-            props = {
-                **(properties or {}),
-                PROPERTY_STORAGE: layout.storage,
-                PROPERTY_DIM: str(layout.dim),
-            }
         created = True
         try:
             self.client.create_collection(
                 self.name,
-                schema=schema,
-                index_params=index_params_for(
-                    self.client, self.lite, self.index_type, self.index_params
-                ),
+                schema=build_schema(layout),
+                index_params=self._index_params(layout),
                 consistency_level=self.consistency_level,
-                properties=props,
+                properties={**(properties or {}), **layout_properties(layout)},
+                **(
+                    {"num_partitions": layout.tenancy.partitions}
+                    if layout.tenancy is not None and layout.tenancy.mode != TENANCY_PARTITIONS
+                    else {}
+                ),
             )
         except Exception as exc:
             if not created_by_another(self.client, self.name, exc):
@@ -462,7 +392,7 @@ class MilvusCollection:
             created = False
             # Another writer (a second store, another process on a server) won the race
             # to create it: write into theirs if it has the same layout.
-            existing = read_layout(self.client, self.name)
+            existing = read_layout(self.client.describe_collection(self.name), self.name)
             if existing != layout:
                 raise SchemaError(
                     f"collection {self.name!r} was created at the same time by another writer "
@@ -470,26 +400,99 @@ class MilvusCollection:
                     "or pass another collection_name"
                 ) from None
         self.client.load_collection(self.name)
+        self._opened(layout)
         return created
 
     def drop(self) -> None:
         if self.exists():
             self.client.drop_collection(self.name)
+        self.layout = None
+        self._partitions = set()
 
     # -- writes
+    def _require(self) -> Layout:
+        if self.layout is None and self.open() is None:
+            raise InvalidInputError(f"collection {self.name!r} is empty; add documents first")
+        return self.layout
+
     def upsert(self, rows: list[dict[str, Any]], batch_size: int, progress: bool = False) -> None:
-        starts = range(0, len(rows), batch_size)
+        """Write rows (replacing rows with the same ids), then flush on Milvus Lite.
+
+        Version 3 keys are 64-bit hashes of the ids: a call whose ids collide with each
+        other or with a stored row of another id is refused before anything is written.
+        In store-managed tenant partitions, a document whose tenant changed is written to
+        its new partition first, then removed from its old one (a crash in between leaves
+        both versions, never none).
+        """
+        layout = self._require()
+        groups = self._by_partition(rows, layout)
+        starts = [(p, s) for p, part in groups.items() for s in range(0, len(part), batch_size)]
         if progress:
             from tqdm.auto import tqdm
 
             starts = tqdm(starts, desc=f"writing to {self.name}", unit="batch")
         with lite_writes(self.lite, self.name):
-            for start in starts:
-                self.client.upsert(self.name, rows[start : start + batch_size])
+            moved = self._check_keys(rows, layout) if layout.version >= 3 else {}
+            self._ensure_partitions([p for p in groups if p is not None])
+            for partition, start in starts:
+                batch = groups[partition][start : start + batch_size]
+                kwargs = {} if partition is None else {"partition_name": partition}
+                self.client.upsert(self.name, batch, **kwargs)
+            for old, keys in moved.items():
+                self.client.delete(
+                    self.name, filter=ids_to_expr(keys, FIELD_PK), partition_name=old
+                )
             if self.lite and rows:
                 # Milvus Lite re-snapshots unflushed rows on every search; flushing keeps
                 # searches at their floor and lets the index build.
                 self.client.flush(self.name)
+
+    def _by_partition(
+        self, rows: list[dict[str, Any]], layout: Layout
+    ) -> dict[str | None, list[dict[str, Any]]]:
+        tenancy = layout.tenancy
+        if tenancy is None or tenancy.mode != TENANCY_PARTITIONS:
+            return {None: rows}
+        groups: dict[str | None, list[dict[str, Any]]] = {}
+        for row in rows:
+            groups.setdefault(tenancy.partition_of(row[tenancy.key]), []).append(row)
+        return groups
+
+    def _ensure_partitions(self, names: Sequence[str]) -> None:
+        for name in names:
+            if name not in self._partitions:
+                if not self.client.has_partition(self.name, name):
+                    self.client.create_partition(self.name, name)
+                self._partitions.add(name)
+
+    def _check_keys(self, rows: list[dict[str, Any]], layout: Layout) -> dict[str, list[int]]:
+        """Refuse colliding keys; return {old partition: keys} of documents that moved."""
+        wanted: dict[int, dict[str, Any]] = {}
+        for row in rows:
+            other = wanted.setdefault(row[FIELD_PK], row)
+            if other[FIELD_ID] != row[FIELD_ID]:
+                raise _collision(other[FIELD_ID], row[FIELD_ID])
+        tenancy = layout.tenancy
+        managed = tenancy is not None and tenancy.mode == TENANCY_PARTITIONS
+        fields = [FIELD_ID] + ([tenancy.key] if managed else [])
+        keys = list(wanted)
+        moved: dict[str, list[int]] = {}
+        for start in range(0, len(keys), 1024):
+            found = self.client.query(
+                self.name,
+                filter=ids_to_expr(keys[start : start + 1024], FIELD_PK),
+                output_fields=fields,
+                consistency_level=self.consistency_level,
+            )
+            for row in found:
+                new = wanted[row[FIELD_PK]]
+                if row[FIELD_ID] != new[FIELD_ID]:
+                    raise _collision(row[FIELD_ID], new[FIELD_ID])
+                if managed:
+                    old_p = tenancy.partition_of(row[tenancy.key])
+                    if old_p != tenancy.partition_of(new[tenancy.key]):
+                        moved.setdefault(old_p, []).append(row[FIELD_PK])
+        return moved
 
     def build_index(self) -> None:
         """Flush, then release and reload so the head index covers every row now.
@@ -503,15 +506,26 @@ class MilvusCollection:
         self.client.release_collection(self.name)
         self.client.load_collection(self.name)
 
-    def delete(self, ids: Sequence[str] | None = None, expr: str = "") -> None:
+    def delete(
+        self,
+        ids: Sequence[str] | None = None,
+        expr: str = "",
+        partitions: Sequence[str] | None = None,
+    ) -> None:
+        layout = self._require()
         with lite_writes(self.lite, self.name):
             if ids is not None:
                 if ids:
                     # pymilvus' ids= quotes string keys without escaping them: an id holding
                     # a quote could rewrite the expression (and delete other rows).
-                    self.client.delete(self.name, filter=ids_to_expr(ids))
+                    for start in range(0, len(ids), 1024):
+                        keys = layout.keys_of(ids[start : start + 1024])
+                        self.client.delete(self.name, filter=ids_to_expr(keys, layout.pk))
             elif expr:
-                self.client.delete(self.name, filter=expr)
+                for partition in partitions if partitions is not None else [None]:
+                    kwargs = {} if partition is None else {"partition_name": partition}
+                    if partition is None or partition in self._partitions:
+                        self.client.delete(self.name, filter=expr, **kwargs)
 
     # -- reads
     def get(
@@ -519,51 +533,85 @@ class MilvusCollection:
     ) -> list[dict[str, Any]]:
         """Rows with these ids (missing ones skipped), ``chunk`` ids per query.
 
-        A query on ``id in [...]`` is a primary-key lookup: its cost grows with the
-        ids asked for, not with the collection (Milvus Lite serves it from its pk index).
+        A query on the primary key is a lookup: its cost grows with the ids asked for,
+        not with the collection (Milvus Lite serves it from its pk index).
         """
-        fields = [FIELD_TEXT, FIELD_METADATA] + ([FIELD_FULL] if with_vectors else [])
+        layout = self._require()
+        fields = layout.document_fields() + ([FIELD_FULL] if with_vectors else [])
         rows: list[dict[str, Any]] = []
         for start in range(0, len(ids), chunk):
-            rows.extend(
-                self.client.query(
-                    self.name,
-                    filter=ids_to_expr(ids[start : start + chunk]),
-                    output_fields=fields,
-                    consistency_level=self.consistency_level,
-                )
+            part = ids[start : start + chunk]
+            found = self.client.query(
+                self.name,
+                filter=ids_to_expr(layout.keys_of(part), layout.pk),
+                output_fields=fields,
+                consistency_level=self.consistency_level,
             )
+            if layout.version >= 3:
+                asked = set(part)
+                found = [r for r in found if r[FIELD_ID] in asked]
+            rows.extend(found)
         return list(_distinct(rows, FIELD_ID))
 
-    def query(self, expr: str, limit: int | None = None) -> list[dict[str, Any]]:
+    def query(
+        self, expr: str, limit: int | None = None, partitions: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows matching ``expr`` (all rows for an empty one), with document fields."""
+        layout = self._require()
+        partitions = self._existing(partitions)
+        if partitions == []:
+            return []
         kwargs: dict[str, Any] = {"limit": limit} if limit else {}
         # Milvus servers refuse an empty filter without a limit; this one matches all.
         rows = self.client.query(
             self.name,
             filter=expr or f'{FIELD_ID} != ""',
-            output_fields=[FIELD_TEXT, FIELD_METADATA],
+            output_fields=layout.document_fields(),
             consistency_level=self.consistency_level,
+            **_partition_kwargs(partitions),
             **kwargs,
         )
         return list(_distinct(rows, FIELD_ID))
 
-    def count(self) -> int:
+    def count(self, expr: str = "", partitions: Sequence[str] | None = None) -> int:
+        partitions = self._existing(partitions)
+        if partitions == []:
+            return 0
         rows = self.client.query(
             self.name,
-            filter="",
+            filter=expr,
             output_fields=["count(*)"],
             consistency_level=self.consistency_level,
+            **_partition_kwargs(partitions),
         )
         return int(rows[0]["count(*)"])
 
-    def search(self, heads: np.ndarray, limit: int, expr: str, with_documents: bool = True) -> Any:
+    def _existing(self, partitions: Sequence[str] | None) -> list[str] | None:
+        """Of store-managed partitions, those that exist (searching others is an error)."""
+        return None if partitions is None else [p for p in partitions if p in self._partitions]
+
+    def search(
+        self,
+        heads: np.ndarray,
+        limit: int,
+        expr: str,
+        with_documents: bool = True,
+        partitions: Sequence[str] | None = None,
+    ) -> Any:
         """One head search for all queries, bringing back what reranking needs.
 
         With ``with_documents`` the hits carry their texts and metadata too; else only
         their ids and full vectors. Returns Milvus' raw hits; :func:`hits_to_candidates`
-        turns them into arrays.
+        turns them into arrays. ``partitions``: search only these.
         """
-        fields = [FIELD_TEXT, FIELD_METADATA, FIELD_FULL] if with_documents else [FIELD_FULL]
+        layout = self._require()
+        partitions = self._existing(partitions)
+        if partitions == []:
+            return [[] for _ in range(len(heads))]
+        if with_documents:
+            fields = [*layout.document_fields(), FIELD_FULL]
+        else:
+            fields = ([FIELD_ID] if layout.version >= 3 else []) + [FIELD_FULL]
         return self.client.search(
             self.name,
             data=heads.tolist(),
@@ -573,14 +621,15 @@ class MilvusCollection:
             output_fields=fields,
             search_params=search_params_for(self.index_type, self.search_params, limit),
             consistency_level=self.consistency_level,
+            **_partition_kwargs(partitions),
         )
 
     def iterate_vectors(
-        self, layout: Layout, batch_size: int = SCAN_BATCH
+        self, layout: Layout, batch_size: int = SCAN_BATCH, expr: str = ""
     ) -> Iterator[tuple[list[str], np.ndarray]]:
         """Every row's id and full vector, ``batch_size`` rows at a time (bounded memory)."""
         iterator = self.client.query_iterator(
-            self.name, batch_size=batch_size, filter="", output_fields=[FIELD_FULL]
+            self.name, batch_size=batch_size, filter=expr, output_fields=[FIELD_ID, FIELD_FULL]
         )
         try:
             while True:
@@ -610,27 +659,11 @@ class MilvusCollection:
             iterator.close()
 
 
-def make_rows(
-    ids: Iterable[str],
-    texts: Iterable[str],
-    metadatas: Iterable[dict[str, Any]],
-    heads: np.ndarray,
-    vectors: np.ndarray,
-    layout: Layout,
-) -> list[dict[str, Any]]:
-    """Rows in the collection's layout."""
-    return [
-        {
-            FIELD_ID: i,
-            FIELD_TEXT: t,
-            FIELD_METADATA: m,
-            FIELD_HEAD: h,
-            FIELD_FULL: v,
-        }
-        for i, t, m, h, v in zip(
-            ids, texts, metadatas, heads.tolist(), encode_full(vectors, layout.storage)
-        )
-    ]
+def _collision(first: str, second: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"ids {first!r} and {second!r} map to the same 64-bit key of this collection (a hash "
+        "collision, about one in 10^19 per pair); rename one of them, e.g. add a suffix"
+    )
 
 
 # ---------------------------------------------------------------------------- settings

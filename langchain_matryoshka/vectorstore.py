@@ -14,6 +14,7 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from . import _milvus
 from ._engine import Engine, Hit, Planned
+from ._layout import declare
 from ._validation import check_queries, prepare_texts, reject_unknown
 from .errors import ConfigurationError, InvalidInputError
 from .funnel import make_plan
@@ -151,6 +152,11 @@ class MatryoshkaMilvus(VectorStore):
         fetch_documents: str = "auto",
         rotation: str | None = None,
         rotation_sample: int = DEFAULT_SAMPLE,
+        metadata_fields: Mapping[str, Any] | None = None,
+        partition_key: str | None = None,
+        num_partitions: int | None = None,
+        full_text_search: bool = False,
+        analyzer: str | Mapping[str, Any] | None = None,
         drop_old: bool = False,
     ) -> None:
         if not isinstance(embedding, Embeddings):
@@ -174,6 +180,9 @@ class MatryoshkaMilvus(VectorStore):
             raise ConfigurationError(
                 f"text_max_length={text_max_length!r} must be an integer in [1, 65535]"
             )
+        declared = declare(
+            metadata_fields, partition_key, num_partitions, full_text_search, analyzer
+        )
         self.embedding = embedding
         self.collection_name = collection_name
         self.batch_size = batch_size
@@ -209,6 +218,7 @@ class MatryoshkaMilvus(VectorStore):
             fetch_documents=fetch_documents,
             rotation=rotation,
             rotation_sample=rotation_sample,
+            declared=declared,
         )
 
     # ------------------------------------------------------------------ properties
@@ -261,6 +271,7 @@ class MatryoshkaMilvus(VectorStore):
         row is written.
         """
         texts, metas, ids_out = prepare_texts(texts, metadatas, ids, self._text_limit())
+        self._engine.check_metadata(metas, ids_out)
         self._engine.write(texts, metas, ids_out, embeddings)
         return ids_out
 
@@ -281,6 +292,7 @@ class MatryoshkaMilvus(VectorStore):
         texts, metas, ids_out = prepare_texts(texts, metadatas, ids, self._text_limit())
         if not texts:
             return []
+        self._engine.check_metadata(metas, ids_out)
         self._engine.write(texts, metas, ids_out, self.embedding.embed_documents(texts))
         return ids_out
 
@@ -296,6 +308,7 @@ class MatryoshkaMilvus(VectorStore):
         texts, metas, ids_out = prepare_texts(texts, metadatas, ids, self._text_limit())
         if not texts:
             return []
+        self._engine.check_metadata(metas, ids_out)
         vectors = await self.embedding.aembed_documents(texts)
         await asyncio.to_thread(self._engine.write, texts, metas, ids_out, vectors)
         return ids_out
@@ -325,7 +338,9 @@ class MatryoshkaMilvus(VectorStore):
                 raise InvalidInputError("delete() got both ids and a condition; pass one of them")
         if (self._engine.layout or self._engine.refresh()) is None or (ids is not None and not ids):
             return True
-        self._engine.collection.delete(ids=ids, expr=where)
+        self._engine.collection.delete(
+            ids=ids, expr=where, partitions=self._engine.partitions_for(filter)
+        )
         return True
 
     async def adelete(
@@ -344,7 +359,7 @@ class MatryoshkaMilvus(VectorStore):
         if not ids or (self._engine.layout or self._engine.refresh()) is None:
             return []
         rows = {str(r[_milvus.FIELD_ID]): r for r in self._engine.collection.get(ids)}
-        return [_to_document(i, rows[i]) for i in ids if i in rows]
+        return [self._engine.document_of(rows[i]) for i in ids if i in rows]
 
     async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         return await asyncio.to_thread(self.get_by_ids, ids)
@@ -620,14 +635,6 @@ class MatryoshkaMilvus(VectorStore):
         """Close the Milvus client if this store opened it."""
         if self._owns_client:
             self.client.close()
-
-
-def _to_document(doc_id: str, row: Mapping[str, Any]) -> Document:
-    return Document(
-        id=doc_id,
-        page_content=row[_milvus.FIELD_TEXT],
-        metadata=row[_milvus.FIELD_METADATA] or {},
-    )
 
 
 def _pairs(results: list[list[Hit]]) -> list[list[tuple[Document, float]]]:

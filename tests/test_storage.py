@@ -100,7 +100,7 @@ def test_get_vectors_returns_unit_vectors_in_the_embedding_basis(lite_uri, corpu
 
 def _legacy_collection(client, name: str, docs: np.ndarray) -> None:
     """A collection as langchain-matryoshka 0.1 wrote it: full vectors as ARRAY<FLOAT>."""
-    layout = Layout(dim=docs.shape[1], search_dim=8, storage=STORAGE_ARRAY)
+    layout = Layout(dim=docs.shape[1], search_dim=8, storage=STORAGE_ARRAY, version=1)
     collection = MilvusCollection(client, name, lite=True)
     collection.create(layout)
     ids = [f"id{i}" for i in range(len(docs))]
@@ -121,7 +121,7 @@ def test_array_collections_from_0_1_are_read_and_written(lite_uri, corpus, table
     opener = MatryoshkaMilvus(table, connection_args={"uri": lite_uri}, collection_name="other")
     _legacy_collection(opener.client, "legacy", docs[:150])
     store = MatryoshkaMilvus(table, client=opener.client, collection_name="legacy")
-    assert store._engine.layout == Layout(dim=32, search_dim=8, storage=STORAGE_ARRAY)
+    assert store._engine.layout == Layout(dim=32, search_dim=8, storage=STORAGE_ARRAY, version=1)
     # writes go in the collection's own encoding
     store.add_texts(texts[150:], ids=[f"id{i}" for i in range(150, 200)])
     row = store.client.get("legacy", ids=["id160"], output_fields=[FIELD_FULL])[0]

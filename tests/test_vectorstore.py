@@ -401,7 +401,9 @@ def test_after_the_rerank_texts_come_from_one_lookup_for_the_whole_batch(store, 
     store._engine.collection.client = store.client
     results = store.search_batch_with_score(qtexts[:8], k=4)
     assert [len(r) for r in results] == [4] * 8
-    assert calls == [("search", ["full"]), ("query", ["text", "metadata"])]
+    # the head search brings back the ids and full vectors only; one primary-key lookup
+    # then fetches the final documents
+    assert calls == [("search", ["id", "full"]), ("query", ["id", "text", "metadata"])]
 
 
 def test_a_row_deleted_before_the_lookup_is_left_out(store, corpus) -> None:
