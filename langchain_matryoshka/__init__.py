@@ -18,6 +18,7 @@ from .errors import (
 )
 from .funnel import FunnelPlan, exact_top_k, funnel_rerank, make_plan
 from .retriever import FunnelRetriever
+from .self_query import MatryoshkaTranslator
 from .vectorstore import MatryoshkaMilvus
 
 try:
@@ -36,6 +37,7 @@ __all__ = [
     "MatryoshkaEmbeddings",
     "MatryoshkaError",
     "MatryoshkaMilvus",
+    "MatryoshkaTranslator",
     "SchemaError",
     "__version__",
     "exact_top_k",

@@ -7,16 +7,19 @@ collection creation, rotation, planning, the head search, reranking, result buil
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 from langchain_core.documents import Document
+from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from . import _layout, _milvus
+from ._conventions import CALL_KEYWORDS, FUNNEL_OPTIONS, check_timeout
 from ._expressions import Expressions
 from .errors import ConfigurationError, DimensionMismatchError, InvalidInputError
 from .funnel import (
@@ -31,9 +34,10 @@ from .funnel import (
 )
 from .rotation import check_orthogonal, fit_pca_rotation, rotate
 
-#: Per-call search options accepted by every search method and the retriever.
-SEARCH_OPTIONS = ("candidates", "scales", "prune_ratio", "expr", "filter")
-FUNNEL_SETTINGS = ("candidates", "scales", "prune_ratio")
+#: Per-call search options accepted by every search method and the retriever (the
+#: rule: :data:`._conventions.CALL_KEYWORDS`).
+SEARCH_OPTIONS = CALL_KEYWORDS["search"]
+FUNNEL_SETTINGS = FUNNEL_OPTIONS
 ROTATIONS = (None, "pca")
 #: When texts and metadata come back: with every candidate of the head search, or
 #: for the final documents only, with a primary-key lookup after the rerank. "auto"
@@ -54,6 +58,8 @@ class Planned(NamedTuple):
     layout: _milvus.Layout
     partitions: list[str] | None = None
     """Store-managed tenant partitions the filter confines the search to (None: all)."""
+    timeout: float | None = None
+    """Seconds each Milvus call of the search may take (None: the connection's)."""
 
 
 class Hit(NamedTuple):
@@ -209,6 +215,11 @@ class Engine:
         self.collection.drop()
         self.meta.drop()
 
+    def build_index(self) -> None:
+        """Flush and index every row now (nothing while the store is empty)."""
+        if (self.layout or self.refresh()) is not None:
+            self.collection.build_index()
+
     # ------------------------------------------------------------------ writes
 
     def ensure_collection(self, vectors: np.ndarray) -> _milvus.Layout:
@@ -281,8 +292,20 @@ class Engine:
             layout = self._new_layout(2, 1)
         _layout.split_metadata(metas, ids, layout)
 
-    def write(self, texts: list[str], metas: list[dict], ids: list[str], embeddings: Any) -> None:
-        """Upsert validated rows with their (rotated) full vectors and heads."""
+    def write(
+        self,
+        texts: list[str],
+        metas: list[dict],
+        ids: list[str],
+        embeddings: Any,
+        batch_size: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Upsert validated rows with their (rotated) full vectors and heads.
+
+        ``batch_size`` rows per upsert call (None: the store's), each call bounded by
+        ``timeout`` seconds (None: the connection's ``call_timeout``).
+        """
         if not texts:
             return
         vectors = check_vectors(embeddings, self.dim, "document embeddings")
@@ -295,7 +318,9 @@ class Engine:
         rows = _milvus.make_rows(
             ids, texts, metas, head_of(vectors, layout.search_dim), vectors, layout
         )
-        self.collection.upsert(rows, self.batch_size, progress=self.show_progress)
+        self.collection.upsert(
+            rows, batch_size or self.batch_size, progress=self.show_progress, timeout=timeout
+        )
 
     @property
     def dim(self) -> int | None:
@@ -308,6 +333,7 @@ class Engine:
         from ._validation import reject_unknown
 
         reject_unknown(options, SEARCH_OPTIONS, "search")
+        timeout = check_timeout(options.get("timeout"))
         layout = self.layout or self.refresh()
         expr = self.expressions.where(options.get("expr"), options.get("filter"))
         if layout is None:
@@ -321,7 +347,7 @@ class Engine:
         if options.get("candidates") is None and defaults["candidates"] is not None:
             settings["candidates"] = max(defaults["candidates"], k)
         plan = make_plan(dim=layout.dim, search_dim=layout.search_dim, k=k, **settings)
-        return Planned(plan, expr, layout, self.partitions_for(options.get("filter")))
+        return Planned(plan, expr, layout, self.partitions_for(options.get("filter")), timeout)
 
     def partitions_for(self, filter: Mapping[str, Any] | None) -> list[str] | None:  # noqa: A002
         """The store-managed partitions a filter on the tenant key confines a call to.
@@ -358,7 +384,7 @@ class Engine:
         """
         if planned is None:
             return [[] for _ in range(len(queries))]
-        plan, expr, layout, partitions = planned
+        plan, expr, layout, partitions, timeout = planned
         clock = _Clock(timings)
         q = self.query_vectors(queries, layout)
         hits = self.collection.search(
@@ -367,6 +393,7 @@ class Engine:
             expr,
             with_documents=not self.fetch_after_rerank,
             partitions=partitions,
+            timeout=timeout,
         )
         clock.lap("head_search")
         cands = _milvus.hits_to_candidates(hits, layout)
@@ -378,7 +405,7 @@ class Engine:
             for row_idx, row_scores in zip(ranked.indices, ranked.scores)
         ]
         if cands.texts is None:
-            texts, metadatas = self._fetch_documents(cands.ids, picked)
+            texts, metadatas = self._fetch_documents(cands.ids, picked, timeout)
             clock.lap("fetch_documents")
         else:
             texts, metadatas = cands.texts, cands.metadatas
@@ -397,7 +424,10 @@ class Engine:
         return results
 
     def _fetch_documents(
-        self, ids: list[list[str]], picked: list[list[tuple[int, float]]]
+        self,
+        ids: list[list[str]],
+        picked: list[list[tuple[int, float]]],
+        timeout: float | None = None,
     ) -> tuple[list[dict[int, str | None]], list[dict[int, dict]]]:
         """Texts and metadata of the picked candidates, by one pk lookup for all queries.
 
@@ -405,7 +435,7 @@ class Engine:
         longer there.
         """
         wanted = list(dict.fromkeys(ids[qi][j] for qi, row in enumerate(picked) for j, _ in row))
-        rows = {str(r[_milvus.FIELD_ID]): r for r in self.collection.get(wanted)}
+        rows = {str(r[_milvus.FIELD_ID]): r for r in self.collection.get(wanted, timeout=timeout)}
         texts: list[dict[int, str | None]] = []
         metadatas: list[dict[int, dict]] = []
         for qi, row in enumerate(picked):
@@ -462,12 +492,102 @@ class Engine:
             metadata=self._require_layout().metadata_of(row),
         )
 
+    # ------------------------------------------------------------------ by id, by condition
+
+    def where(self, expr: str | None, filter: Mapping[str, Any] | None) -> str:  # noqa: A002
+        """A call's Milvus condition from its ``expr`` and ``filter`` (AND)."""
+        return self.expressions.where(expr, filter)
+
+    def delete(
+        self,
+        ids: list[str] | None,
+        where: str,
+        timeout: float | None = None,
+        partitions: list[str] | None = None,
+    ) -> None:
+        """Delete these ids, or the rows matching ``where`` (nothing while empty)."""
+        if (self.layout or self.refresh()) is not None and (ids is None or ids):
+            self.collection.delete(ids=ids, expr=where, partitions=partitions, timeout=timeout)
+
+    def documents(self, ids: list[str], timeout: float | None = None) -> list[Document]:
+        """Documents with these ids, in the order given; missing ones skipped."""
+        if not ids or (self.layout or self.refresh()) is None:
+            return []
+        rows = {str(r[_milvus.FIELD_ID]): r for r in self.collection.get(ids, timeout=timeout)}
+        return [self.document_of(rows[i]) for i in ids if i in rows]
+
+    def read(
+        self, where: str, limit: int | None, offset: int, timeout: float | None = None
+    ) -> list[Document]:
+        """Documents matching ``where``, ``offset`` skipped, at most ``limit`` (None: all).
+
+        One query when ``offset + limit`` fits Milvus' query window, else a query
+        iterator that pages through the matches.
+        """
+        if (self.layout or self.refresh()) is None:
+            return []
+        if limit is not None and offset + limit <= _milvus.QUERY_WINDOW:
+            rows = self.collection.query(where, limit=limit, offset=offset, timeout=timeout)
+            return [self.document_of(r) for r in rows]
+        stop = None if limit is None else offset + limit
+        docs = self.iter_documents(where, _milvus.SCAN_BATCH, stop, timeout)
+        return list(itertools.islice(docs, offset, stop))
+
+    def iter_documents(
+        self, where: str, batch_size: int, limit: int | None = None, timeout: float | None = None
+    ) -> Iterator[Document]:
+        """Every document matching ``where``, fetched ``batch_size`` at a time."""
+        for page in self.iter_pages(where, batch_size, limit, timeout):
+            yield from page
+
+    def iter_pages(
+        self, where: str, batch_size: int, limit: int | None = None, timeout: float | None = None
+    ) -> Iterator[list[Document]]:
+        """Pages of at most ``batch_size`` documents matching ``where`` (a query iterator)."""
+        if (self.layout or self.refresh()) is None:
+            return
+        for page in self.collection.iterate_rows(where, batch_size, limit, timeout):
+            yield [self.document_of(r) for r in page]
+
+    def ids(self, where: str, limit: int | None = None, timeout: float | None = None) -> list[str]:
+        """Ids of the rows matching ``where`` (at most ``limit``; None: all)."""
+        if (self.layout or self.refresh()) is None:
+            return []
+        pages = self.collection.iterate_rows(
+            where, _milvus.SCAN_BATCH, limit, timeout, fields=(_milvus.FIELD_ID,)
+        )
+        return [str(r[_milvus.FIELD_ID]) for page in pages for r in page]
+
+    def count(self, where: str = "", timeout: float | None = None) -> int:
+        """Rows matching ``where`` (every row if empty); 0 while the store is empty."""
+        if (self.layout or self.refresh()) is None:
+            return 0
+        return self.collection.count(where, timeout=timeout)
+
     def _require_layout(self) -> _milvus.Layout:
         if self.layout is None:
             raise InvalidInputError(
                 f"collection {self.collection.name!r} is empty; add documents first"
             )
         return self.layout
+
+
+def pairs(results: list[list[Hit]]) -> list[list[tuple[Document, float]]]:
+    """Search hits as LangChain's (document, score) pairs."""
+    return [[(hit.document, hit.score) for hit in hits] for hits in results]
+
+
+def mmr_documents(embedding: Any, hits: list[Hit], k: int, lambda_mult: float) -> list[Document]:
+    """MMR on the hits' full vectors (``embedding`` in the stored basis)."""
+    if not hits:
+        return []
+    picked = maximal_marginal_relevance(
+        np.asarray(embedding, dtype=np.float32),
+        np.stack([hit.vector for hit in hits]),
+        k=k,
+        lambda_mult=lambda_mult,
+    )
+    return [hits[i].document for i in picked]
 
 
 def _basis_key(properties: Mapping[str, str]) -> str:

@@ -63,6 +63,13 @@ from ._layout import (  # noqa: F401 - the adapter's public names
     make_rows,
     read_layout,
 )
+from ._reads_adapter import (  # noqa: F401
+    OWN_FIELDS,
+    QUERY_WINDOW,
+    ConditionReads,
+    call_timeout,
+)
+from ._reads_adapter import distinct as _distinct
 from .errors import ConfigurationError, InvalidInputError, SchemaError
 
 #: Rows per page when exact search streams every stored vector. Each page of a Milvus Lite
@@ -208,21 +215,6 @@ class Candidates:
     """``[n_queries]`` hits returned for each query."""
 
 
-def _distinct(rows: Sequence[Mapping[str, Any]], key: str) -> Sequence[Mapping[str, Any]]:
-    """``rows`` without repeated primary keys (the first of each kept).
-
-    Milvus Lite 3.2 killed between a flush's manifest commit and its write-ahead-log
-    deletion replays that log on the next open: the flushed rows then exist twice with
-    the same sequence number, and search, query and count(*) return both copies until
-    the rows are written again.
-    """
-    seen = {r[key] for r in rows}
-    if len(seen) == len(rows):
-        return rows
-    seen = set()
-    return [r for r in rows if not (r[key] in seen or seen.add(r[key]))]
-
-
 def _hit_id(hit: Mapping[str, Any], layout: Layout) -> str:
     return str(hit["entity"][FIELD_ID] if layout.version >= 3 else hit["id"])
 
@@ -254,7 +246,7 @@ def _partition_kwargs(partitions: Sequence[str] | None) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- collection
 
 
-class MilvusCollection:
+class MilvusCollection(ConditionReads):
     """One collection of the store's layout; every Milvus call goes through here.
 
     :attr:`layout` is the collection's, known once it was opened or created.
@@ -415,7 +407,13 @@ class MilvusCollection:
             raise InvalidInputError(f"collection {self.name!r} is empty; add documents first")
         return self.layout
 
-    def upsert(self, rows: list[dict[str, Any]], batch_size: int, progress: bool = False) -> None:
+    def upsert(
+        self,
+        rows: list[dict[str, Any]],
+        batch_size: int,
+        progress: bool = False,
+        timeout: float | None = None,
+    ) -> None:
         """Write rows (replacing rows with the same ids), then flush on Milvus Lite.
 
         Version 3 keys are 64-bit hashes of the ids: a call whose ids collide with each
@@ -431,21 +429,22 @@ class MilvusCollection:
             from tqdm.auto import tqdm
 
             starts = tqdm(starts, desc=f"writing to {self.name}", unit="batch")
-        with lite_writes(self.lite, self.name):
+        t = call_timeout(timeout)
+        with lite_writes(self.lite, self.name), self._call("upsert", timeout=timeout):
             moved = self._check_keys(rows, layout) if layout.version >= 3 else {}
             self._ensure_partitions([p for p in groups if p is not None])
             for partition, start in starts:
                 batch = groups[partition][start : start + batch_size]
                 kwargs = {} if partition is None else {"partition_name": partition}
-                self.client.upsert(self.name, batch, **kwargs)
+                self.client.upsert(self.name, batch, **kwargs, **t)
             for old, keys in moved.items():
                 self.client.delete(
-                    self.name, filter=ids_to_expr(keys, FIELD_PK), partition_name=old
+                    self.name, filter=ids_to_expr(keys, FIELD_PK), partition_name=old, **t
                 )
             if self.lite and rows:
                 # Milvus Lite re-snapshots unflushed rows on every search; flushing keeps
                 # searches at their floor and lets the index build.
-                self.client.flush(self.name)
+                self.client.flush(self.name, **t)
 
     def _by_partition(
         self, rows: list[dict[str, Any]], layout: Layout
@@ -511,25 +510,31 @@ class MilvusCollection:
         ids: Sequence[str] | None = None,
         expr: str = "",
         partitions: Sequence[str] | None = None,
+        timeout: float | None = None,
     ) -> None:
         layout = self._require()
-        with lite_writes(self.lite, self.name):
+        t = call_timeout(timeout)
+        with lite_writes(self.lite, self.name), self._call("delete", expr, timeout):
             if ids is not None:
                 if ids:
                     # pymilvus' ids= quotes string keys without escaping them: an id holding
                     # a quote could rewrite the expression (and delete other rows).
                     for start in range(0, len(ids), 1024):
                         keys = layout.keys_of(ids[start : start + 1024])
-                        self.client.delete(self.name, filter=ids_to_expr(keys, layout.pk))
+                        self.client.delete(self.name, filter=ids_to_expr(keys, layout.pk), **t)
             elif expr:
                 for partition in partitions if partitions is not None else [None]:
                     kwargs = {} if partition is None else {"partition_name": partition}
                     if partition is None or partition in self._partitions:
-                        self.client.delete(self.name, filter=expr, **kwargs)
+                        self.client.delete(self.name, filter=expr, **kwargs, **t)
 
     # -- reads
     def get(
-        self, ids: Sequence[str], with_vectors: bool = False, chunk: int = 1024
+        self,
+        ids: Sequence[str],
+        with_vectors: bool = False,
+        chunk: int = 1024,
+        timeout: float | None = None,
     ) -> list[dict[str, Any]]:
         """Rows with these ids (missing ones skipped), ``chunk`` ids per query.
 
@@ -541,12 +546,14 @@ class MilvusCollection:
         rows: list[dict[str, Any]] = []
         for start in range(0, len(ids), chunk):
             part = ids[start : start + chunk]
-            found = self.client.query(
-                self.name,
-                filter=ids_to_expr(layout.keys_of(part), layout.pk),
-                output_fields=fields,
-                consistency_level=self.consistency_level,
-            )
+            with self._call("get", timeout=timeout):
+                found = self.client.query(
+                    self.name,
+                    filter=ids_to_expr(layout.keys_of(part), layout.pk),
+                    output_fields=fields,
+                    consistency_level=self.consistency_level,
+                    **call_timeout(timeout),
+                )
             if layout.version >= 3:
                 asked = set(part)
                 found = [r for r in found if r[FIELD_ID] in asked]
@@ -554,36 +561,55 @@ class MilvusCollection:
         return list(_distinct(rows, FIELD_ID))
 
     def query(
-        self, expr: str, limit: int | None = None, partitions: Sequence[str] | None = None
+        self,
+        expr: str,
+        limit: int | None = None,
+        partitions: Sequence[str] | None = None,
+        offset: int = 0,
+        timeout: float | None = None,
     ) -> list[dict[str, Any]]:
-        """Rows matching ``expr`` (all rows for an empty one), with document fields."""
+        """Rows matching ``expr`` (all rows for an empty one), with document fields.
+
+        ``offset + limit`` may not exceed :data:`QUERY_WINDOW`.
+        """
         layout = self._require()
         partitions = self._existing(partitions)
         if partitions == []:
             return []
         kwargs: dict[str, Any] = {"limit": limit} if limit else {}
+        if offset:
+            kwargs["offset"] = offset
         # Milvus servers refuse an empty filter without a limit; this one matches all.
-        rows = self.client.query(
-            self.name,
-            filter=expr or f'{FIELD_ID} != ""',
-            output_fields=layout.document_fields(),
-            consistency_level=self.consistency_level,
-            **_partition_kwargs(partitions),
-            **kwargs,
-        )
+        with self._call("query", expr, timeout):
+            rows = self.client.query(
+                self.name,
+                filter=expr or f'{FIELD_ID} != ""',
+                output_fields=layout.document_fields(),
+                consistency_level=self.consistency_level,
+                **_partition_kwargs(partitions),
+                **kwargs,
+                **call_timeout(timeout),
+            )
         return list(_distinct(rows, FIELD_ID))
 
-    def count(self, expr: str = "", partitions: Sequence[str] | None = None) -> int:
+    def count(
+        self,
+        expr: str = "",
+        partitions: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> int:
         partitions = self._existing(partitions)
         if partitions == []:
             return 0
-        rows = self.client.query(
-            self.name,
-            filter=expr,
-            output_fields=["count(*)"],
-            consistency_level=self.consistency_level,
-            **_partition_kwargs(partitions),
-        )
+        with self._call("count", expr, timeout):
+            rows = self.client.query(
+                self.name,
+                filter=expr,
+                output_fields=["count(*)"],
+                consistency_level=self.consistency_level,
+                **_partition_kwargs(partitions),
+                **call_timeout(timeout),
+            )
         return int(rows[0]["count(*)"])
 
     def _existing(self, partitions: Sequence[str] | None) -> list[str] | None:
@@ -597,6 +623,7 @@ class MilvusCollection:
         expr: str,
         with_documents: bool = True,
         partitions: Sequence[str] | None = None,
+        timeout: float | None = None,
     ) -> Any:
         """One head search for all queries, bringing back what reranking needs.
 
@@ -612,25 +639,28 @@ class MilvusCollection:
             fields = [*layout.document_fields(), FIELD_FULL]
         else:
             fields = ([FIELD_ID] if layout.version >= 3 else []) + [FIELD_FULL]
-        return self.client.search(
-            self.name,
-            data=heads.tolist(),
-            anns_field=FIELD_HEAD,
-            limit=limit,
-            filter=expr,
-            output_fields=fields,
-            search_params=search_params_for(self.index_type, self.search_params, limit),
-            consistency_level=self.consistency_level,
-            **_partition_kwargs(partitions),
-        )
+        with self._call("search", expr, timeout):
+            return self.client.search(
+                self.name,
+                data=heads.tolist(),
+                anns_field=FIELD_HEAD,
+                limit=limit,
+                filter=expr,
+                output_fields=fields,
+                search_params=search_params_for(self.index_type, self.search_params, limit),
+                consistency_level=self.consistency_level,
+                **_partition_kwargs(partitions),
+                **call_timeout(timeout),
+            )
 
     def iterate_vectors(
         self, layout: Layout, batch_size: int = SCAN_BATCH, expr: str = ""
     ) -> Iterator[tuple[list[str], np.ndarray]]:
         """Every row's id and full vector, ``batch_size`` rows at a time (bounded memory)."""
-        iterator = self.client.query_iterator(
-            self.name, batch_size=batch_size, filter=expr, output_fields=[FIELD_ID, FIELD_FULL]
-        )
+        with self._call("query_iterator", expr):
+            iterator = self.client.query_iterator(
+                self.name, batch_size=batch_size, filter=expr, output_fields=[FIELD_ID, FIELD_FULL]
+            )
         try:
             while True:
                 batch = _distinct(iterator.next(), FIELD_ID)
@@ -645,9 +675,10 @@ class MilvusCollection:
 
     def all_ids(self, batch_size: int = 16384) -> list[str]:
         """Every row's id."""
-        iterator = self.client.query_iterator(
-            self.name, batch_size=batch_size, filter="", output_fields=[FIELD_ID]
-        )
+        with self._call("query_iterator"):
+            iterator = self.client.query_iterator(
+                self.name, batch_size=batch_size, filter="", output_fields=[FIELD_ID]
+            )
         ids: list[str] = []
         try:
             while True:

@@ -24,7 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from . import _milvus
-from .errors import ConfigurationError, InvalidInputError
+from ._conventions import reject_unknown  # noqa: F401 - re-exported
+from .errors import InvalidInputError
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
@@ -184,15 +185,6 @@ def prepare_texts(
             ) from None
         metas.append(meta)
     return texts, metas, out_ids
-
-
-def reject_unknown(options: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ConfigurationError(
-            f"unknown option(s) {', '.join(map(repr, unknown))} for {where}; "
-            f"allowed: {', '.join(allowed) if allowed else 'none'}"
-        )
 
 
 def check_queries(queries: Sequence[str]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from langchain_core.callbacks import (
     AsyncCallbackManager,
@@ -11,29 +11,47 @@ from langchain_core.callbacks import (
     CallbackManagerForRetrieverRun,
 )
 from langchain_core.documents import Document
-from langchain_core.retrievers import BaseRetriever
+from langchain_core.retrievers import BaseRetriever, LangSmithRetrieverParams
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config, get_config_list
-from pydantic import ConfigDict, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
+from ._conventions import CALL_KEYWORDS
 from ._engine import SEARCH_OPTIONS
 from .errors import ConfigurationError
 from .funnel import make_plan
 from .vectorstore import MatryoshkaMilvus
 
 SearchType = Literal["similarity", "mmr", "similarity_score_threshold"]
-_CALL_OPTIONS = ("k", "search_type", "score_threshold", "fetch_k", "lambda_mult", *SEARCH_OPTIONS)
+SEARCH_TYPES = ("similarity", "similarity_score_threshold", "mmr")
 
+#: What ``search_kwargs`` may hold, with the value used when a key is absent (or None).
+SEARCH_KWARGS: dict[str, Any] = {
+    "k": 4,
+    "candidates": None,
+    "scales": None,
+    "prune_ratio": None,
+    "expr": None,
+    "filter": None,
+    "timeout": None,
+    "score_threshold": None,
+    "fetch_k": 20,
+    "lambda_mult": 0.5,
+}
+_RUN_KEYWORDS = CALL_KEYWORDS["run"]
+_CALL_OPTIONS = ("search_type", *SEARCH_KWARGS)
 
 _EXAMPLES = {
     "vectorstore": "vectorstore=MatryoshkaMilvus(...)",
     "search_type": "search_type='similarity' (or 'mmr', 'similarity_score_threshold')",
+    "search_kwargs": "search_kwargs={'k': 4, 'filter': {'source': 'a.txt'}}",
     "k": "k=4",
     "candidates": "candidates=128",
     "scales": "scales=[256, 512, 768]",
     "prune_ratio": "prune_ratio=0.5",
     "expr": "expr='metadata[\"year\"] >= 2020'",
     "filter": "filter={'source': 'a.txt'}",
+    "timeout": "timeout=10",
     "score_threshold": "score_threshold=0.7",
     "fetch_k": "fetch_k=20",
     "lambda_mult": "lambda_mult=0.5",
@@ -50,8 +68,24 @@ def _invalid_field(exc: ValidationError) -> ConfigurationError:
     return ConfigurationError("; ".join(parts))
 
 
+def _settings(search_kwargs: Any, where: str) -> dict[str, Any]:
+    """``search_kwargs`` checked for unknown keys, with None values dropped."""
+    if not isinstance(search_kwargs, dict):
+        example = _EXAMPLES["search_kwargs"]
+        raise ConfigurationError(
+            f"search_kwargs={search_kwargs!r} must be a dict; pass e.g. {example}"
+        )
+    unknown = sorted(set(search_kwargs) - set(SEARCH_KWARGS))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} in {where}; "
+            f"allowed: {', '.join(SEARCH_KWARGS)}"
+        )
+    return {name: value for name, value in search_kwargs.items() if value is not None}
+
+
 class _Call(NamedTuple):
-    """One retrieval's settings: the retriever's fields overridden by call kwargs."""
+    """One retrieval's settings: the retriever's search_kwargs overridden by call kwargs."""
 
     search_type: str
     k: int
@@ -66,6 +100,48 @@ class _Call(NamedTuple):
             threshold = self.score_threshold
             return [doc for doc, score in pairs if (1.0 + score) / 2.0 >= threshold]
         return [doc for doc, _ in pairs]
+
+
+def _make_call(search_type: Any, settings: dict[str, Any]) -> _Call:
+    """Validate one retrieval's settings (the package's own errors)."""
+    merged = {name: settings.get(name, default) for name, default in SEARCH_KWARGS.items()}
+    merged = {
+        name: SEARCH_KWARGS[name] if value is None else value for name, value in merged.items()
+    }
+    if search_type not in SEARCH_TYPES:
+        raise ConfigurationError(
+            f"search_type={search_type!r} is not supported; pass 'similarity', 'mmr' "
+            "or 'similarity_score_threshold'"
+        )
+    k = merged["k"]
+    make_plan(dim=2, search_dim=1, k=k, candidates=merged["candidates"])  # k, candidates
+    threshold = merged["score_threshold"]
+    if search_type == "similarity_score_threshold":
+        if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+            raise ConfigurationError(
+                f"score_threshold={threshold!r} must be a relevance score in [0, 1] "
+                "with search_type='similarity_score_threshold'; pass e.g. 0.7"
+            )
+    return _Call(
+        search_type,
+        k,
+        {name: merged[name] for name in SEARCH_OPTIONS},
+        threshold,
+        merged["fetch_k"],
+        merged["lambda_mult"],
+    )
+
+
+def _view(name: str, doc: str) -> property:
+    """A flat attribute (``retriever.k``) that reads and writes ``search_kwargs[name]``."""
+
+    def get(self: FunnelRetriever) -> Any:
+        return self.search_kwargs.get(name, SEARCH_KWARGS[name])
+
+    def set_(self: FunnelRetriever, value: Any) -> None:
+        self.search_kwargs = {**self.search_kwargs, name: value}
+
+    return property(get, set_, doc=doc)
 
 
 class FunnelRetriever(BaseRetriever):
@@ -84,14 +160,28 @@ class FunnelRetriever(BaseRetriever):
     Key init args:
         vectorstore: MatryoshkaMilvus
             The store to search.
-        k: int
-            Documents returned (default 4).
-        candidates, scales, prune_ratio:
-            Funnel settings (default: the store's).
-        expr, filter:
-            A Milvus boolean expression / metadata equalities.
+        search_kwargs: dict
+            The search settings, as ``VectorStoreRetriever``'s: ``k`` (default 4),
+            ``candidates`` / ``scales`` / ``prune_ratio`` (funnel; default: the
+            store's), ``expr`` / ``filter`` (conditions), ``timeout``,
+            ``score_threshold``, ``fetch_k``, ``lambda_mult``. Each can also be passed
+            flat (``k=4``) and read or set as an attribute (``retriever.k``): those
+            are views of ``search_kwargs``.
         search_type:
             "similarity" (default), "mmr" or "similarity_score_threshold".
+
+    Per-user retrieval (LangChain's how-to, as written):
+        .. code-block:: python
+
+            from langchain_core.runnables import ConfigurableField
+
+            configurable = retriever.configurable_fields(
+                search_kwargs=ConfigurableField(id="search_kwargs")
+            )
+            configurable.invoke(
+                "question",
+                config={"configurable": {"search_kwargs": {"filter": {"user": "ann"}}}},
+            )
 
     Instantiate:
         .. code-block:: python
@@ -137,84 +227,113 @@ class FunnelRetriever(BaseRetriever):
     """The store to search."""
     search_type: SearchType = "similarity"
     """"similarity", "mmr" (diverse, on full vectors) or "similarity_score_threshold"."""
-    k: int = 4
-    """Documents returned per query."""
-    candidates: int | None = None
-    """Hits fetched by the head search (None: the store's default)."""
-    scales: list[int] | None = None
-    """Ascending rerank prefixes ending at the full dim (None: the store's default)."""
-    prune_ratio: float | None = None
-    """Fraction of candidates kept after each stage but the last (None: the store's)."""
-    expr: str | None = None
-    """A Milvus boolean expression every result must satisfy."""
-    filter: dict[str, Any] | None = None
-    """Metadata equalities every result must satisfy; values are quoted safely."""
-    score_threshold: float | None = None
-    """Minimum relevance score in [0, 1] for "similarity_score_threshold"."""
-    fetch_k: int = 20
-    """Funnel results MMR chooses from (search_type "mmr")."""
-    lambda_mult: float = 0.5
-    """MMR trade-off: 1 relevance only, 0 diversity only."""
+    search_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """The search settings (the source of truth; ``k``, ``candidates``, ... are views).
+
+    Keys: ``k``, ``candidates``, ``scales``, ``prune_ratio``, ``expr``, ``filter``,
+    ``timeout``, ``score_threshold``, ``fetch_k``, ``lambda_mult``; an absent key (or
+    None) means its default. Configurable per call, as in LangChain's per-user
+    retrieval: ``retriever.configurable_fields(search_kwargs=ConfigurableField(
+    id="search_kwargs"))``, then ``config={"configurable": {"search_kwargs": {...}}}``.
+    """
+    allowed_search_types: ClassVar[tuple[str, ...]] = SEARCH_TYPES
+    """The search types this retriever runs (as ``VectorStoreRetriever``'s)."""
+
+    # Views of search_kwargs: reading gives the setting (or its default), writing sets it.
+    k = _view("k", "Documents returned per query (default 4).")
+    candidates = _view("candidates", "Hits fetched by the head search (None: the store's).")
+    scales = _view("scales", "Ascending rerank prefixes ending at the full dim.")
+    prune_ratio = _view("prune_ratio", "Fraction kept after each stage but the last.")
+    expr = _view("expr", "A Milvus boolean expression every result must satisfy.")
+    filter = _view("filter", "Metadata equalities every result must satisfy.")
+    timeout = _view("timeout", "Seconds each Milvus call of a retrieval may take.")
+    score_threshold = _view("score_threshold", "Minimum relevance in [0, 1] (threshold type).")
+    fetch_k = _view("fetch_k", 'Funnel results MMR chooses from ("mmr", default 20).')
+    lambda_mult = _view("lambda_mult", "MMR trade-off: 1 relevance only, 0 diversity only.")
 
     def __init__(self, **data: Any) -> None:
+        flat = {name: data.pop(name) for name in SEARCH_KWARGS if name in data}
         allowed = set(type(self).model_fields)
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise ConfigurationError(
                 f"unknown FunnelRetriever option(s) {', '.join(map(repr, unknown))}; "
-                f"allowed: {', '.join(_CALL_OPTIONS)} (and tags, metadata)"
+                f"allowed: vectorstore, search_type, search_kwargs, {', '.join(SEARCH_KWARGS)} "
+                "(and tags, metadata, name)"
             )
+        given = _settings(data.pop("search_kwargs", None) or {}, "search_kwargs")
+        clash = sorted(n for n, v in flat.items() if n in given and given[n] != v)
+        if clash:
+            raise ConfigurationError(
+                f"{', '.join(clash)} given both as argument(s) and in search_kwargs with "
+                "different values; pass each setting once"
+            )
+        data["search_kwargs"] = {**given, **{n: v for n, v in flat.items() if v is not None}}
         try:
             super().__init__(**data)
         except ValidationError as exc:  # a wrong type: raise the package's own error
             raise _invalid_field(exc) from None
-        self._call({})  # validate the settings once, raising the package's own errors
+        _make_call(self.search_type, self.search_kwargs)  # validated once, our own errors
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # search_kwargs and search_type are validated when set, as at construction.
+        if name == "search_kwargs":
+            value = _settings(value, "search_kwargs")
+            _make_call(self.search_type, value)
+        elif name == "search_type":
+            _make_call(value, self.search_kwargs)
+        super().__setattr__(name, value)
 
     def _call(self, overrides: dict[str, Any]) -> _Call:
-        """Merge per-call overrides into the fields and validate the result."""
-        unknown = sorted(set(overrides) - set(_CALL_OPTIONS))
+        """Merge per-call overrides into search_kwargs and validate the result."""
+        unknown = sorted(set(overrides) - set(_CALL_OPTIONS) - set(_RUN_KEYWORDS))
         if unknown:
             raise ConfigurationError(
                 f"unknown retriever option(s) {', '.join(map(repr, unknown))}; "
                 f"allowed: {', '.join(_CALL_OPTIONS)}"
             )
-        merged = {name: overrides.get(name, getattr(self, name)) for name in _CALL_OPTIONS}
-        search_type = merged["search_type"]
-        if search_type not in ("similarity", "mmr", "similarity_score_threshold"):
-            raise ConfigurationError(
-                f"search_type={search_type!r} is not supported; pass 'similarity', 'mmr' "
-                "or 'similarity_score_threshold'"
-            )
-        k = merged["k"]
-        make_plan(dim=2, search_dim=1, k=k, candidates=merged["candidates"])  # k, candidates
-        threshold = merged["score_threshold"]
-        if search_type == "similarity_score_threshold":
-            if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
-                raise ConfigurationError(
-                    f"score_threshold={threshold!r} must be a relevance score in [0, 1] "
-                    "with search_type='similarity_score_threshold'; pass e.g. 0.7"
-                )
-        return _Call(
-            search_type,
-            k,
-            {name: merged[name] for name in SEARCH_OPTIONS},
-            threshold,
-            merged["fetch_k"],
-            merged["lambda_mult"],
-        )
+        settings = {**self.search_kwargs}
+        settings.update({n: v for n, v in overrides.items() if n in SEARCH_KWARGS})
+        return _make_call(overrides.get("search_type", self.search_type), settings)
 
-    # ------------------------------------------------------------------ one query
+    def _get_ls_params(self, **kwargs: Any) -> LangSmithRetrieverParams:
+        """Tracing parameters, as ``VectorStoreRetriever`` reports them."""
+        params = super()._get_ls_params(**kwargs)
+        params["ls_vector_store_provider"] = type(self.vectorstore).__name__
+        params["ls_embedding_provider"] = type(self.vectorstore.embeddings).__name__
+        return params
+
+    # ------------------------------------------------------------------ the search
+
+    def _search(self, queries: list[str], call: _Call) -> list[list[Document]]:
+        """All queries' documents: one embedding call and one Milvus search (MMR: each)."""
+        store = self.vectorstore
+        if call.search_type == "mmr":
+            return [
+                store.max_marginal_relevance_search(
+                    q, call.k, call.fetch_k, call.lambda_mult, **call.options
+                )
+                for q in queries
+            ]
+        found = store.search_batch_with_score(queries, call.k, **call.options)
+        return [call.finish(p) for p in found]
+
+    async def _asearch(self, queries: list[str], call: _Call) -> list[list[Document]]:
+        store = self.vectorstore
+        if call.search_type == "mmr":
+            return [
+                await store.amax_marginal_relevance_search(
+                    q, call.k, call.fetch_k, call.lambda_mult, **call.options
+                )
+                for q in queries
+            ]
+        found = await store.asearch_batch_with_score(queries, call.k, **call.options)
+        return [call.finish(p) for p in found]
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        call = self._call(kwargs)
-        store = self.vectorstore
-        if call.search_type == "mmr":
-            return store.max_marginal_relevance_search(
-                query, call.k, call.fetch_k, call.lambda_mult, **call.options
-            )
-        return call.finish(store.similarity_search_with_score(query, call.k, **call.options))
+        return self._search([query], self._call(kwargs))[0]
 
     async def _aget_relevant_documents(
         self,
@@ -223,30 +342,128 @@ class FunnelRetriever(BaseRetriever):
         run_manager: AsyncCallbackManagerForRetrieverRun,
         **kwargs: Any,
     ) -> list[Document]:
-        call = self._call(kwargs)
-        store = self.vectorstore
-        if call.search_type == "mmr":
-            return await store.amax_marginal_relevance_search(
-                query, call.k, call.fetch_k, call.lambda_mult, **call.options
+        return (await self._asearch([query], self._call(kwargs)))[0]
+
+    # ------------------------------------------------------------------ runs
+
+    def _runs(
+        self, inputs: list[str], configs: list[RunnableConfig], kwargs: dict[str, Any]
+    ) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+        """Per query: the callback manager's and the run's arguments, built as
+        ``BaseRetriever.invoke`` builds them (one path for invoke, batch and async).
+
+        ``run_id`` comes from the call's keyword (one query only) or the query's config.
+        """
+        run_id = kwargs.pop("run_id", None)
+        if run_id is not None and len(inputs) > 1:
+            raise ConfigurationError(
+                "run_id= was passed for a batch of several queries; pass one run id per "
+                "query in its config instead: config=[{'run_id': ...}, ...]"
             )
-        pairs = await store.asimilarity_search_with_score(query, call.k, **call.options)
-        return call.finish(pairs)
+        options = {n: v for n, v in kwargs.items() if n not in _RUN_KEYWORDS}
+        runs = []
+        for query, config in zip(inputs, configs):
+            configure = {
+                "inheritable_callbacks": config.get("callbacks"),
+                "local_callbacks": None,
+                "verbose": kwargs.get("verbose", False),
+                "inheritable_tags": config.get("tags"),
+                "local_tags": self.tags,
+                "inheritable_metadata": {
+                    **(config.get("metadata") or {}),
+                    **self._get_ls_params(**options),
+                },
+                "local_metadata": self.metadata,
+            }
+            start = {
+                "name": config.get("run_name") or self.get_name(),
+                "run_id": run_id if run_id is not None else config.get("run_id"),
+            }
+            runs.append((query, configure, start))
+        return runs
 
-    # ------------------------------------------------------------------ many queries
+    def _retrieve(
+        self,
+        inputs: list[str],
+        configs: list[RunnableConfig],
+        kwargs: dict[str, Any],
+        return_exceptions: bool,
+    ) -> list[Any]:
+        kwargs = dict(kwargs)
+        runs = [
+            CallbackManager.configure(**configure).on_retriever_start(None, query, **start)
+            for query, configure, start in self._runs(inputs, configs, kwargs)
+        ]
+        try:
+            call = self._call(kwargs)
+            results: list[Any] = self._search(inputs, call)
+        except Exception as exc:
+            if not return_exceptions or len(inputs) == 1:
+                for run in runs:
+                    run.on_retriever_error(exc)
+                if return_exceptions:
+                    return [exc]
+                raise
+            results = []  # find which queries fail: one at a time
+            for query in inputs:
+                try:
+                    results.append(self._search([query], self._call(kwargs))[0])
+                except Exception as one:  # noqa: BLE001 - returned, as asked
+                    results.append(one)
+        for run, result in zip(runs, results):
+            if isinstance(result, Exception):
+                run.on_retriever_error(result)
+            else:
+                run.on_retriever_end(result)
+        return results
 
-    def _run_args(self, config: RunnableConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Callback-manager and run arguments, as ``invoke`` builds them."""
-        configure = {
-            "inheritable_callbacks": config.get("callbacks"),
-            "inheritable_tags": config.get("tags"),
-            "local_tags": self.tags,
-            "inheritable_metadata": {
-                **(config.get("metadata") or {}),
-                **self._get_ls_params(),
-            },
-            "local_metadata": self.metadata,
-        }
-        return configure, {"name": config.get("run_name") or self.get_name()}
+    async def _aretrieve(
+        self,
+        inputs: list[str],
+        configs: list[RunnableConfig],
+        kwargs: dict[str, Any],
+        return_exceptions: bool,
+    ) -> list[Any]:
+        kwargs = dict(kwargs)
+        runs = [
+            await AsyncCallbackManager.configure(**configure).on_retriever_start(
+                None, query, **start
+            )
+            for query, configure, start in self._runs(inputs, configs, kwargs)
+        ]
+        try:
+            call = self._call(kwargs)
+            results: list[Any] = await self._asearch(inputs, call)
+        except Exception as exc:
+            if not return_exceptions or len(inputs) == 1:
+                for run in runs:
+                    await run.on_retriever_error(exc)
+                if return_exceptions:
+                    return [exc]
+                raise
+            results = []
+            for query in inputs:
+                try:
+                    results.append((await self._asearch([query], self._call(kwargs)))[0])
+                except Exception as one:  # noqa: BLE001 - returned, as asked
+                    results.append(one)
+        for run, result in zip(runs, results):
+            if isinstance(result, Exception):
+                await run.on_retriever_error(result)
+            else:
+                await run.on_retriever_end(result)
+        return results
+
+    def invoke(
+        self, input: str, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> list[Document]:
+        """Retrieve for one query; keyword arguments override ``search_kwargs``."""
+        return self._retrieve([input], [ensure_config(config)], kwargs, False)[0]
+
+    async def ainvoke(
+        self, input: str, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> list[Document]:
+        return (await self._aretrieve([input], [ensure_config(config)], kwargs, False))[0]
 
     def batch(
         self,
@@ -256,26 +473,15 @@ class FunnelRetriever(BaseRetriever):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[Any]:
-        """Many queries through one embedding call and one Milvus search."""
-        call = self._call(kwargs)
-        if call.search_type == "mmr" or return_exceptions or not inputs:
-            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        runs = []
-        for query, conf in zip(inputs, get_config_list(config, len(inputs))):
-            configure, run = self._run_args(ensure_config(conf))
-            runs.append(
-                CallbackManager.configure(**configure).on_retriever_start(None, query, **run)
-            )
-        try:
-            results = self.vectorstore.search_batch_with_score(inputs, call.k, **call.options)
-        except Exception as exc:
-            for run_manager in runs:
-                run_manager.on_retriever_error(exc)
-            raise
-        documents = [call.finish(pairs) for pairs in results]
-        for run_manager, docs in zip(runs, documents):
-            run_manager.on_retriever_end(docs)
-        return documents
+        """Many queries through one embedding call and one Milvus search.
+
+        Each query gets its own run (callbacks, tags, metadata, run name and id from
+        its config), exactly as :meth:`invoke` starts it.
+        """
+        if not inputs:
+            return []
+        configs = get_config_list(config, len(inputs))
+        return self._retrieve(list(inputs), configs, kwargs, return_exceptions)
 
     async def abatch(
         self,
@@ -286,25 +492,7 @@ class FunnelRetriever(BaseRetriever):
         **kwargs: Any,
     ) -> list[Any]:
         """Async :meth:`batch`: one embedding call and one Milvus search."""
-        call = self._call(kwargs)
-        if call.search_type == "mmr" or return_exceptions or not inputs:
-            return await super().abatch(
-                inputs, config, return_exceptions=return_exceptions, **kwargs
-            )
-        runs = []
-        for query, conf in zip(inputs, get_config_list(config, len(inputs))):
-            configure, run = self._run_args(ensure_config(conf))
-            manager = AsyncCallbackManager.configure(**configure)
-            runs.append(await manager.on_retriever_start(None, query, **run))
-        try:
-            results = await self.vectorstore.asearch_batch_with_score(
-                inputs, call.k, **call.options
-            )
-        except Exception as exc:
-            for run_manager in runs:
-                await run_manager.on_retriever_error(exc)
-            raise
-        documents = [call.finish(pairs) for pairs in results]
-        for run_manager, docs in zip(runs, documents):
-            await run_manager.on_retriever_end(docs)
-        return documents
+        if not inputs:
+            return []
+        configs = get_config_list(config, len(inputs))
+        return await self._aretrieve(list(inputs), configs, kwargs, return_exceptions)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -10,11 +9,13 @@ import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
-from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from . import _milvus
-from ._engine import Engine, Hit, Planned
+from ._async_store import AsyncStoreMethods
+from ._conventions import CALL_KEYWORDS, check_timeout, write_options
+from ._engine import Engine, Planned, mmr_documents, pairs
 from ._layout import declare
+from ._metadata_reads import MetadataReads
 from ._validation import check_queries, prepare_texts, reject_unknown
 from .errors import ConfigurationError, InvalidInputError
 from .funnel import make_plan
@@ -23,9 +24,10 @@ from .rotation import DEFAULT_SAMPLE, rotate
 if TYPE_CHECKING:
     from .calibration import CalibrationResult
     from .retriever import FunnelRetriever
+    from .self_query import MatryoshkaTranslator
 
 
-class MatryoshkaMilvus(VectorStore):
+class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, VectorStore):
     """Milvus vector store that indexes a short head of Matryoshka embeddings.
 
     Milvus indexes only the first ``search_dim`` dims of each embedding (normalised);
@@ -118,6 +120,19 @@ class MatryoshkaMilvus(VectorStore):
 
             store.similarity_search("query", k=4, filter={"src": "a"})
             store.similarity_search_with_score("query", k=4, candidates=256)
+
+    Read by metadata (no query vector):
+        .. code-block:: python
+
+            store.search_by_metadata(filter={"src": "a"}, limit=10, offset=0)
+            store.get_pks(expr='metadata["year"] >= 2020')
+            store.count(filter={"src": "a"})
+            for doc in store.iter_documents(filter={"src": "a"}, batch_size=1000):
+                ...
+
+    Keyword arguments LangChain passes (``batch_size`` and ``timeout`` on writes,
+    ``timeout`` on every search, read and delete) are accepted and do what their names
+    say; the rule is :data:`langchain_matryoshka._conventions.CALL_KEYWORDS`.
 
     Async:
         .. code-block:: python
@@ -264,15 +279,18 @@ class MatryoshkaMilvus(VectorStore):
         metadatas: list[dict] | None = None,
         *,
         ids: list[str | None] | None = None,
+        **kwargs: Any,
     ) -> list[str]:
         """Store texts with precomputed full embeddings; returns the ids.
 
         Re-adding an id replaces its row. Everything is validated before the first
-        row is written.
+        row is written. Keywords: ``batch_size`` (rows per upsert call), ``timeout``
+        (seconds each call may take).
         """
+        batch_size, timeout = write_options(kwargs, "add_embeddings")
         texts, metas, ids_out = prepare_texts(texts, metadatas, ids, self._text_limit())
         self._engine.check_metadata(metas, ids_out)
-        self._engine.write(texts, metas, ids_out, embeddings)
+        self._engine.write(texts, metas, ids_out, embeddings, batch_size, timeout)
         return ids_out
 
     def add_texts(
@@ -286,31 +304,17 @@ class MatryoshkaMilvus(VectorStore):
         """Embed and store texts; given ids are kept, missing ones generated.
 
         Re-adding an id replaces its row and never duplicates it. Nothing is written
-        if any text, id, metadata or embedding is invalid.
+        if any text, id, metadata or embedding is invalid. Keywords: ``batch_size``
+        (rows per upsert call; ``index()`` passes its own), ``timeout`` (seconds each
+        call may take).
         """
-        reject_unknown(kwargs, (), "add_texts")
+        batch_size, timeout = write_options(kwargs, "add_texts")
         texts, metas, ids_out = prepare_texts(texts, metadatas, ids, self._text_limit())
         if not texts:
             return []
         self._engine.check_metadata(metas, ids_out)
-        self._engine.write(texts, metas, ids_out, self.embedding.embed_documents(texts))
-        return ids_out
-
-    async def aadd_texts(
-        self,
-        texts: Iterable[str],
-        metadatas: list[dict] | None = None,
-        *,
-        ids: list[str | None] | None = None,
-        **kwargs: Any,
-    ) -> list[str]:
-        reject_unknown(kwargs, (), "aadd_texts")
-        texts, metas, ids_out = prepare_texts(texts, metadatas, ids, self._text_limit())
-        if not texts:
-            return []
-        self._engine.check_metadata(metas, ids_out)
-        vectors = await self.embedding.aembed_documents(texts)
-        await asyncio.to_thread(self._engine.write, texts, metas, ids_out, vectors)
+        vectors = self.embedding.embed_documents(texts)
+        self._engine.write(texts, metas, ids_out, vectors, batch_size, timeout)
         return ids_out
 
     def delete(
@@ -321,9 +325,13 @@ class MatryoshkaMilvus(VectorStore):
         filter: dict[str, Any] | None = None,  # noqa: A002
         **kwargs: Any,
     ) -> bool:
-        """Delete by ids (missing ids are ignored), or by ``expr`` / ``filter``."""
-        reject_unknown(kwargs, (), "delete")
-        where = self._engine.expressions.where(expr, filter)
+        """Delete by ids (missing ids are ignored), or by ``expr`` / ``filter``.
+
+        Keyword: ``timeout`` (seconds the Milvus call may take).
+        """
+        reject_unknown(kwargs, CALL_KEYWORDS["delete"], "delete")
+        timeout = check_timeout(kwargs.get("timeout"))
+        where = self._engine.where(expr, filter)
         if ids is None and not where:
             raise InvalidInputError(
                 "delete() got no ids, expr or filter; pass ids=[...] or a condition "
@@ -336,33 +344,12 @@ class MatryoshkaMilvus(VectorStore):
                 raise InvalidInputError(f"id {bad[0]!r} is not a string; pass string ids")
             if where:
                 raise InvalidInputError("delete() got both ids and a condition; pass one of them")
-        if (self._engine.layout or self._engine.refresh()) is None or (ids is not None and not ids):
-            return True
-        self._engine.collection.delete(
-            ids=ids, expr=where, partitions=self._engine.partitions_for(filter)
-        )
+        self._engine.delete(ids, where, timeout, self._engine.partitions_for(filter))
         return True
-
-    async def adelete(
-        self,
-        ids: list[str] | None = None,
-        *,
-        expr: str | None = None,
-        filter: dict[str, Any] | None = None,  # noqa: A002
-        **kwargs: Any,
-    ) -> bool:
-        return await asyncio.to_thread(self.delete, ids, expr=expr, filter=filter, **kwargs)
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Documents with these ids, in the order given; missing ids are skipped."""
-        ids = list(ids)
-        if not ids or (self._engine.layout or self._engine.refresh()) is None:
-            return []
-        rows = {str(r[_milvus.FIELD_ID]): r for r in self._engine.collection.get(ids)}
-        return [self._engine.document_of(rows[i]) for i in ids if i in rows]
-
-    async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
-        return await asyncio.to_thread(self.get_by_ids, ids)
+        return self._engine.documents([str(i) for i in ids])
 
     def get_vectors(self, ids: Sequence[str], /) -> tuple[list[str], np.ndarray]:
         """Stored full embeddings: the ids found (in the order given) and ``[n, dim]``.
@@ -378,9 +365,6 @@ class MatryoshkaMilvus(VectorStore):
         basis = self._engine.basis
         return found, vectors @ basis.T if basis is not None else vectors
 
-    async def aget_vectors(self, ids: Sequence[str], /) -> tuple[list[str], np.ndarray]:
-        return await asyncio.to_thread(self.get_vectors, ids)
-
     # ------------------------------------------------------------------ search core
 
     def _embed_queries(self, queries: Sequence[str]) -> list[list[float]]:
@@ -390,15 +374,6 @@ class MatryoshkaMilvus(VectorStore):
         if callable(batch):
             return batch(list(queries))
         return [self.embedding.embed_query(q) for q in queries]
-
-    async def _aembed_queries(self, queries: Sequence[str]) -> list[list[float]]:
-        check_queries(queries)
-        batch = getattr(self.embedding, "aembed_queries", None)
-        if callable(batch):
-            return await batch(list(queries))
-        if callable(getattr(self.embedding, "embed_queries", None)):
-            return await asyncio.to_thread(self.embedding.embed_queries, list(queries))
-        return list(await asyncio.gather(*(self.embedding.aembed_query(q) for q in queries)))
 
     # ------------------------------------------------------------------ search API
 
@@ -410,7 +385,7 @@ class MatryoshkaMilvus(VectorStore):
         check_queries(queries)
         if planned is None:
             return [[] for _ in queries]
-        return _pairs(self._engine.search(np.asarray(self._embed_queries(queries)), planned))
+        return pairs(self._engine.search(np.asarray(self._embed_queries(queries)), planned))
 
     def search_batch_with_score_by_vector(
         self, embeddings: Sequence[Sequence[float]] | np.ndarray, k: int = 4, **kwargs: Any
@@ -420,24 +395,7 @@ class MatryoshkaMilvus(VectorStore):
         vectors = np.asarray(embeddings, dtype=np.float32)
         if planned is None:
             return [[] for _ in range(len(vectors))]
-        return _pairs(self._engine.search(vectors, planned))
-
-    async def asearch_batch_with_score_by_vector(
-        self, embeddings: Sequence[Sequence[float]] | np.ndarray, k: int = 4, **kwargs: Any
-    ) -> list[list[tuple[Document, float]]]:
-        return await asyncio.to_thread(
-            self.search_batch_with_score_by_vector, embeddings, k, **kwargs
-        )
-
-    async def asearch_batch_with_score(
-        self, queries: Sequence[str], k: int = 4, **kwargs: Any
-    ) -> list[list[tuple[Document, float]]]:
-        planned = self._engine.plan(k, kwargs)
-        check_queries(queries)
-        if planned is None:
-            return [[] for _ in queries]
-        vectors = await self._aembed_queries(queries)
-        return _pairs(await asyncio.to_thread(self._engine.search, np.asarray(vectors), planned))
+        return pairs(self._engine.search(vectors, planned))
 
     def similarity_search_with_score(
         self, query: str, k: int = 4, **kwargs: Any
@@ -445,45 +403,24 @@ class MatryoshkaMilvus(VectorStore):
         """Top ``k`` documents with their full-dimension cosine similarity (-1..1).
 
         Keyword options: ``candidates``, ``scales``, ``prune_ratio``, ``expr`` (a
-        Milvus boolean expression), ``filter`` (metadata equalities).
+        Milvus boolean expression), ``filter`` (metadata equalities), ``timeout``
+        (seconds each Milvus call may take).
         """
         return self.search_batch_with_score([query], k, **kwargs)[0]
 
-    async def asimilarity_search_with_score(
-        self, query: str, k: int = 4, **kwargs: Any
-    ) -> list[tuple[Document, float]]:
-        return (await self.asearch_batch_with_score([query], k, **kwargs))[0]
-
     def similarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
         return [doc for doc, _ in self.similarity_search_with_score(query, k, **kwargs)]
-
-    async def asimilarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
-        return [doc for doc, _ in await self.asimilarity_search_with_score(query, k, **kwargs)]
 
     def similarity_search_with_score_by_vector(
         self, embedding: Sequence[float], k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """Like :meth:`similarity_search_with_score` for a full query embedding."""
-        return _pairs(self._engine.search(np.asarray([embedding]), self._engine.plan(k, kwargs)))[0]
-
-    async def asimilarity_search_with_score_by_vector(
-        self, embedding: Sequence[float], k: int = 4, **kwargs: Any
-    ) -> list[tuple[Document, float]]:
-        planned = self._engine.plan(k, kwargs)
-        return _pairs(
-            await asyncio.to_thread(self._engine.search, np.asarray([embedding]), planned)
-        )[0]
+        return self.search_batch_with_score_by_vector([embedding], k, **kwargs)[0]
 
     def similarity_search_by_vector(
         self, embedding: list[float], k: int = 4, **kwargs: Any
     ) -> list[Document]:
         return [d for d, _ in self.similarity_search_with_score_by_vector(embedding, k, **kwargs)]
-
-    async def asimilarity_search_by_vector(
-        self, embedding: list[float], k: int = 4, **kwargs: Any
-    ) -> list[Document]:
-        pairs = await self.asimilarity_search_with_score_by_vector(embedding, k, **kwargs)
-        return [d for d, _ in pairs]
 
     def max_marginal_relevance_search_by_vector(
         self,
@@ -496,19 +433,7 @@ class MatryoshkaMilvus(VectorStore):
         """MMR on full vectors over the funnel's top ``fetch_k``."""
         planned = self._mmr_plan(k, fetch_k, lambda_mult, kwargs)
         hits = self._engine.search(np.asarray([embedding]), planned)[0]
-        return _mmr(rotate(embedding, self._engine.basis), hits, k, lambda_mult)
-
-    async def amax_marginal_relevance_search_by_vector(
-        self,
-        embedding: list[float],
-        k: int = 4,
-        fetch_k: int = 20,
-        lambda_mult: float = 0.5,
-        **kwargs: Any,
-    ) -> list[Document]:
-        planned = self._mmr_plan(k, fetch_k, lambda_mult, kwargs)
-        hits = (await asyncio.to_thread(self._engine.search, np.asarray([embedding]), planned))[0]
-        return _mmr(rotate(embedding, self._engine.basis), hits, k, lambda_mult)
+        return mmr_documents(rotate(embedding, self._engine.basis), hits, k, lambda_mult)
 
     def max_marginal_relevance_search(
         self,
@@ -524,22 +449,6 @@ class MatryoshkaMilvus(VectorStore):
             return []
         embedding = self._embed_queries([query])[0]
         return self.max_marginal_relevance_search_by_vector(
-            embedding, k, fetch_k, lambda_mult, **kwargs
-        )
-
-    async def amax_marginal_relevance_search(
-        self,
-        query: str,
-        k: int = 4,
-        fetch_k: int = 20,
-        lambda_mult: float = 0.5,
-        **kwargs: Any,
-    ) -> list[Document]:
-        if self._mmr_plan(k, fetch_k, lambda_mult, kwargs) is None:
-            check_queries([query])
-            return []
-        embedding = (await self._aembed_queries([query]))[0]
-        return await self.amax_marginal_relevance_search_by_vector(
             embedding, k, fetch_k, lambda_mult, **kwargs
         )
 
@@ -575,20 +484,6 @@ class MatryoshkaMilvus(VectorStore):
         store.add_texts(texts, metadatas, ids=ids)
         return store
 
-    @classmethod
-    async def afrom_texts(
-        cls,
-        texts: list[str],
-        embedding: Embeddings,
-        metadatas: list[dict] | None = None,
-        *,
-        ids: list[str] | None = None,
-        **kwargs: Any,
-    ) -> MatryoshkaMilvus:
-        store = await asyncio.to_thread(lambda: cls(embedding, **kwargs))
-        await store.aadd_texts(texts, metadatas, ids=ids)
-        return store
-
     def as_retriever(self, **kwargs: Any) -> FunnelRetriever:  # type: ignore[override]
         """A :class:`FunnelRetriever` over this store.
 
@@ -599,9 +494,18 @@ class MatryoshkaMilvus(VectorStore):
         """
         from .retriever import FunnelRetriever
 
-        search_kwargs = dict(kwargs.pop("search_kwargs", None) or {})
         tags = list(kwargs.pop("tags", None) or []) + self._get_retriever_tags()
-        return FunnelRetriever(vectorstore=self, tags=tags, **kwargs, **search_kwargs)
+        return FunnelRetriever(vectorstore=self, tags=tags, **kwargs)
+
+    def structured_query_translator(self) -> MatryoshkaTranslator:
+        """A SelfQueryRetriever translator for this store's metadata layout.
+
+        ``SelfQueryRetriever.from_llm(llm, store, "contents", fields,
+        structured_query_translator=store.structured_query_translator())``.
+        """
+        from .self_query import MatryoshkaTranslator
+
+        return MatryoshkaTranslator(self)
 
     def build_index(self) -> None:
         """Flush and index every row now; call it once at the end of a bulk ingestion.
@@ -609,8 +513,7 @@ class MatryoshkaMilvus(VectorStore):
         Until then Milvus searches unindexed rows by brute force (on Milvus Lite every
         search pays for them).
         """
-        if self._engine.layout is not None:
-            self._engine.collection.build_index()
+        self._engine.build_index()
 
     def calibrate(self, queries: Sequence[str] | None = None, **kwargs: Any) -> CalibrationResult:
         """Find and persist the cheapest funnel reaching a target recall@k.
@@ -635,19 +538,3 @@ class MatryoshkaMilvus(VectorStore):
         """Close the Milvus client if this store opened it."""
         if self._owns_client:
             self.client.close()
-
-
-def _pairs(results: list[list[Hit]]) -> list[list[tuple[Document, float]]]:
-    return [[(hit.document, hit.score) for hit in hits] for hits in results]
-
-
-def _mmr(embedding: Sequence[float], hits: list[Hit], k: int, lambda_mult: float) -> list[Document]:
-    if not hits:
-        return []
-    picked = maximal_marginal_relevance(
-        np.asarray(embedding, dtype=np.float32),
-        np.stack([hit.vector for hit in hits]),
-        k=k,
-        lambda_mult=lambda_mult,
-    )
-    return [hits[i].document for i in picked]

@@ -408,13 +408,13 @@ def test_metadata_not_json_serialisable(store, meta, named, fix) -> None:
     ("call", "named", "fix"),
     [
         (lambda s: s.as_retriever(search_kwargs={"top_k": 3}), "'top_k'", "allowed: k"),
-        (lambda s: FunnelRetriever(vectorstore=s, nprobe=4), "'nprobe'", "allowed: k"),
-        (lambda s: s.as_retriever().invoke("query 0", kk=2), "'kk'", "allowed: k"),
+        (lambda s: FunnelRetriever(vectorstore=s, nprobe=4), "'nprobe'", "search_kwargs, k"),
+        (lambda s: s.as_retriever().invoke("query 0", kk=2), "'kk'", "allowed: search_type, k"),
         (lambda s: s.similarity_search("query 0", nprobe=3), "'nprobe'", "allowed: candidates"),
         (
             lambda s: s.add_texts(["doc 1"], ids=["u"], partition="p"),
             "'partition'",
-            "allowed: none",
+            "allowed: batch_size, timeout",
         ),
     ],
     ids=["as_retriever", "FunnelRetriever", "invoke", "similarity_search", "add_texts"],

@@ -11,6 +11,7 @@ EXPECTED_ALL = [
     "MatryoshkaEmbeddings",
     "MatryoshkaError",
     "MatryoshkaMilvus",
+    "MatryoshkaTranslator",
     "SchemaError",
     "__version__",
     "exact_top_k",

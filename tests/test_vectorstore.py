@@ -214,8 +214,10 @@ def test_as_retriever_returns_funnel_retriever_with_overrides(store) -> None:
     )
     with pytest.raises(ConfigurationError, match="unknown retriever option\\(s\\) 'top_k'"):
         retriever.invoke("query 5", top_k=2)
-    with pytest.raises(ConfigurationError, match="unknown FunnelRetriever option\\(s\\) 'kk'"):
+    with pytest.raises(ConfigurationError, match="unknown option\\(s\\) 'kk' in search_kwargs"):
         store.as_retriever(search_kwargs={"kk": 3})
+    with pytest.raises(ConfigurationError, match="unknown FunnelRetriever option\\(s\\) 'kk'"):
+        store.as_retriever(kk=3)
 
 
 def test_retriever_search_types(store) -> None:

@@ -1,0 +1,94 @@
+"""Part of the Milvus adapter: reading rows by a condition (no query vector).
+
+:class:`ConditionReads` is a base of :class:`._milvus.MilvusCollection`: a query
+iterator for results of any size, and the wrapper every collection call runs in, which
+maps the errors a caller's expression or ``timeout`` caused to the package's own
+(:func:`._call_errors.milvus_call`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._call_errors import milvus_call
+
+FIELD_ID = "id"
+FIELD_TEXT = "text"
+FIELD_METADATA = "metadata"
+#: The most rows one Milvus query returns (offset + limit); larger reads page with an
+#: iterator.
+QUERY_WINDOW = 16384
+#: The fields of the store's layout a caller's expression may name.
+OWN_FIELDS = (FIELD_ID, FIELD_TEXT, FIELD_METADATA)
+
+
+def call_timeout(timeout: float | None) -> dict[str, float]:
+    """A call's ``timeout`` keyword; none when unset (the client's call_timeout applies)."""
+    return {} if timeout is None else {"timeout": timeout}
+
+
+def distinct(rows: Sequence[Mapping[str, Any]], key: str) -> Sequence[Mapping[str, Any]]:
+    """``rows`` without repeated primary keys (the first of each kept).
+
+    Milvus Lite 3.2 killed between a flush's manifest commit and its write-ahead-log
+    deletion replays that log on the next open: the flushed rows then exist twice with
+    the same sequence number, and search, query and count(*) return both copies until
+    the rows are written again.
+    """
+    seen = {r[key] for r in rows}
+    if len(seen) == len(rows):
+        return rows
+    seen = set()
+    return [r for r in rows if not (r[key] in seen or seen.add(r[key]))]
+
+
+class ConditionReads:
+    """Reads by condition over ``self.client`` / ``self.name`` (see MilvusCollection)."""
+
+    client: Any
+    name: str
+    consistency_level: str
+
+    if TYPE_CHECKING:
+
+        def _require(self) -> Any: ...  # the collection's Layout (MilvusCollection)
+
+    def _call(self, call: str, expr: str = "", timeout: float | None = None) -> Any:
+        """Caller-caused Milvus errors of one call (bad ``expr``, ``timeout``) as ours."""
+        return milvus_call(f"{call} on collection {self.name!r}", expr, timeout, OWN_FIELDS)
+
+    def iterate_rows(
+        self,
+        expr: str,
+        batch_size: int,
+        limit: int | None = None,
+        timeout: float | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of at most ``batch_size`` rows matching ``expr`` (a query iterator).
+
+        ``fields``: the layout's document fields unless given.
+        """
+        if fields is None:
+            fields = self._require().document_fields()
+        extra: dict[str, Any] = {"limit": limit} if limit is not None else {}
+        with self._call("query_iterator", expr, timeout):
+            iterator = self.client.query_iterator(
+                self.name,
+                batch_size=batch_size,
+                filter=expr,
+                output_fields=list(fields),
+                consistency_level=self.consistency_level,
+                **extra,
+                **call_timeout(timeout),
+            )
+        try:
+            while True:
+                with self._call("query_iterator", expr, timeout):
+                    batch = iterator.next()
+                if not batch:
+                    return
+                yield list(distinct(batch, FIELD_ID))
+        finally:
+            iterator.close()
