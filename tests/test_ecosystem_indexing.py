@@ -149,3 +149,16 @@ class TestAindex:
         check_figures(figures, cleanup)
         assert contents(store) == AFTER_CHANGE[cleanup]
         assert set(await store.aget_pks()) == set(await manager.alist_keys())
+
+
+def test_the_indexing_example_prints_langchains_figures(capsys) -> None:
+    import json
+    import runpy
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "indexing_api.py"
+    runpy.run_path(str(example), run_name="__main__")
+    out = json.loads(capsys.readouterr().out)
+    assert out["runs"]["changed"] == {"num_added": 1, "num_updated": 0, "num_skipped": 4,
+                                      "num_deleted": 2}
+    assert out["store_count"] == 5 and len(out["store"]) == 5
