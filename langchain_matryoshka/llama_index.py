@@ -1,0 +1,473 @@
+"""``MatryoshkaMilvusVectorStore``: the funnel store as a LlamaIndex vector store.
+
+The same engine as :class:`~langchain_matryoshka.MatryoshkaMilvus` behind LlamaIndex's
+``BasePydanticVectorStore`` interface: the two front ends differ only in how they take
+and return documents, so one collection serves both (see :mod:`._llama_nodes` for how a
+node is stored). Needs llama-index-core: ``pip install "langchain-matryoshka[llama-index]"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+try:
+    from llama_index.core.bridge.pydantic import PrivateAttr
+    from llama_index.core.indices.query.embedding_utils import get_top_k_mmr_embeddings
+    from llama_index.core.schema import BaseNode
+    from llama_index.core.vector_stores.types import (
+        BasePydanticVectorStore,
+        MetadataFilters,
+        VectorStoreQuery,
+        VectorStoreQueryMode,
+        VectorStoreQueryResult,
+    )
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "langchain_matryoshka.llama_index needs llama-index-core: "
+        'pip install "langchain-matryoshka[llama-index]"'
+    ) from exc
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from . import _milvus
+from ._engine import FUNNEL_SETTINGS, Engine, Hit
+from ._expressions import combine_exprs, ids_to_expr
+from ._llama_nodes import REF_DOC_ID, filters_to_expr, ids_in, node_to_row, row_to_node
+from ._validation import reject_unknown
+from .errors import ConfigurationError, InvalidInputError
+from .vectorstore import MatryoshkaMilvus
+
+if TYPE_CHECKING:
+    from .calibration import CalibrationResult
+
+#: Per-query options a ``VectorStoreQuery`` cannot carry, passed as ``query(q, **kwargs)``
+#: (``as_retriever(vector_store_kwargs={...})``): the funnel settings, a raw Milvus
+#: ``expr`` AND-ed with the filters, and MMR's options.
+QUERY_OPTIONS = (*FUNNEL_SETTINGS, "expr", "mmr_threshold", "mmr_prefetch_k", "mmr_prefetch_factor")
+_MMR_OPTIONS = ("mmr_threshold", "mmr_prefetch_k", "mmr_prefetch_factor")
+#: MMR fetches this many times ``similarity_top_k`` by default (as LlamaIndex's Milvus store).
+DEFAULT_MMR_PREFETCH_FACTOR = 4.0
+#: Node ids per primary-key query of get_nodes.
+_GET_CHUNK = 1024
+#: Constructor options of MatryoshkaMilvus this store takes (all but the embedding).
+STORE_OPTIONS = tuple(
+    name
+    for name, p in inspect.signature(MatryoshkaMilvus.__init__).parameters.items()
+    if name not in ("self", "embedding") and p.kind is inspect.Parameter.KEYWORD_ONLY
+)
+
+
+class _EmbeddedByLlamaIndex(Embeddings):
+    """The engine's embedding slot: LlamaIndex embeds nodes and queries itself."""
+
+    def _refuse(self) -> Any:
+        raise ConfigurationError(
+            "MatryoshkaMilvusVectorStore stores the embeddings LlamaIndex computes and "
+            "never embeds text; give LlamaIndex an embed_model (VectorStoreIndex(..., "
+            "embed_model=...)) or use MatryoshkaMilvus for LangChain embeddings"
+        )
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._refuse()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._refuse()
+
+
+class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
+    """LlamaIndex vector store over Milvus that answers with funnel search.
+
+    Milvus indexes a short head (``search_dim`` dims) of each node's embedding; a query
+    fetches ``candidates`` hits with one head search and reranks them on growing
+    prefixes of the stored full vectors, down to the top ``similarity_top_k`` by
+    full-dimension cosine. Similarities are cosines in [-1, 1]. The collection is the
+    one :class:`~langchain_matryoshka.MatryoshkaMilvus` reads and writes.
+
+    Setup:
+        .. code-block:: bash
+
+            pip install "langchain-matryoshka[llama-index]"
+
+    Key init args (the keyword options of ``MatryoshkaMilvus``, but the embedding):
+        collection_name: str
+            Milvus collection; created on the first write, reopened if it exists.
+        connection_args: dict | None
+            ``{"uri": "./docs.db"}`` (Milvus Lite, the default) or a server's
+            ``{"uri": "http://host:19530", "token": ...}``. Or ``client=``: a ready
+            ``MilvusClient`` (e.g. a LangChain store's ``store.client``).
+        search_dim: int | None
+            Leading dims indexed in Milvus (default: the largest power of two <=
+            dim / 6). Read from the collection when it exists.
+        candidates, scales, prune_ratio:
+            Funnel defaults (per query: ``vector_store_kwargs``).
+        rotation: str | None
+            "pca" fits an orthogonal basis on the first write (better heads).
+        consistency_level, index_type, index_params, search_params, batch_size,
+        text_max_length, fetch_documents, show_progress, drop_old:
+            As for ``MatryoshkaMilvus``.
+
+    Instantiate:
+        .. code-block:: python
+
+            from langchain_matryoshka.llama_index import MatryoshkaMilvusVectorStore
+
+            vector_store = MatryoshkaMilvusVectorStore(
+                collection_name="docs", connection_args={"uri": "./docs.db"},
+                search_dim=64, candidates=128,
+            )
+
+    Use within an index:
+        .. code-block:: python
+
+            from llama_index.core import StorageContext, VectorStoreIndex
+
+            index = VectorStoreIndex.from_documents(
+                documents,
+                storage_context=StorageContext.from_defaults(vector_store=vector_store),
+                embed_model=embed_model,
+            )
+            retriever = index.as_retriever(
+                similarity_top_k=4, vector_store_kwargs={"candidates": 256}
+            )
+            retriever.retrieve("what is funnel search?")
+
+    Query options (``vector_store_kwargs``): ``candidates``, ``scales``,
+    ``prune_ratio``, ``expr`` (a Milvus expression AND-ed with the filters) and, in
+    MMR mode, ``mmr_threshold`` (or ``VectorStoreQuery.mmr_threshold``; 1: relevance
+    only, 0: diversity only, default 0.5), ``mmr_prefetch_k`` or
+    ``mmr_prefetch_factor`` (funnel results MMR picks from: default 4 x top k).
+    Unknown options are refused.
+    """
+
+    stores_text: bool = True
+    """Nodes come back whole (text, metadata, relationships) from the store."""
+    collection_name: str
+    """The Milvus collection."""
+
+    _store: MatryoshkaMilvus = PrivateAttr()
+    _engine: Engine = PrivateAttr()
+
+    def __init__(self, **options: Any) -> None:
+        if "embedding" in options:
+            raise ConfigurationError(
+                "MatryoshkaMilvusVectorStore takes no embedding: LlamaIndex embeds nodes "
+                "and queries (embed_model=...) and the store keeps what it computed"
+            )
+        reject_unknown(options, STORE_OPTIONS, "MatryoshkaMilvusVectorStore")
+        store = MatryoshkaMilvus(_EmbeddedByLlamaIndex(), **options)
+        super().__init__(collection_name=store.collection_name)
+        self._store = store
+        self._engine = store._engine
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "MatryoshkaMilvusVectorStore"
+
+    @property
+    def client(self) -> Any:
+        """The ``MilvusClient``."""
+        return self._store.client
+
+    @property
+    def dim(self) -> int | None:
+        """Full embedding dimension of the collection (None before the first write)."""
+        return self._store.dim
+
+    @property
+    def search_dim(self) -> int | None:
+        """Dimensions indexed in Milvus (None before the first write if not given)."""
+        return self._store.search_dim
+
+    @property
+    def funnel_defaults(self) -> dict[str, Any]:
+        """candidates / scales / prune_ratio used when a query sets none (None: built-in)."""
+        return self._store.funnel_defaults
+
+    # ------------------------------------------------------------------ writes
+
+    def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
+        """Store nodes with their embeddings; returns their ids (the primary keys).
+
+        Re-adding a node id replaces its row. Every node is checked before the first
+        row is written.
+        """
+        reject_unknown(add_kwargs, (), "add")
+        rows = [node_to_row(node) for node in nodes]
+        if not rows:
+            return []
+        ids, texts, metadatas, embeddings = (list(column) for column in zip(*rows))
+        return self._store.add_embeddings(texts, embeddings, metadatas, ids=ids)
+
+    async def async_add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
+        return await asyncio.to_thread(self.add, nodes, **add_kwargs)
+
+    def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        """Delete every node of the source document ``ref_doc_id`` (a list: of each)."""
+        reject_unknown(delete_kwargs, (), "delete")
+        doc_ids = ids_in([ref_doc_id] if isinstance(ref_doc_id, str) else ref_doc_id)
+        if doc_ids and self._has_collection():
+            self._engine.collection.delete(
+                expr=self._engine.expressions.compare(REF_DOC_ID, "in", doc_ids)
+            )
+
+    async def adelete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        await asyncio.to_thread(self.delete, ref_doc_id, **delete_kwargs)
+
+    def delete_nodes(
+        self,
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
+        **delete_kwargs: Any,
+    ) -> None:
+        """Delete nodes by id, by filters, or the nodes among ``node_ids`` matching both."""
+        reject_unknown(delete_kwargs, (), "delete_nodes")
+        expr = self._where(node_ids, filters, "delete_nodes")
+        if expr is not None and self._has_collection():
+            self._engine.collection.delete(expr=expr)
+
+    async def adelete_nodes(
+        self,
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
+        **delete_kwargs: Any,
+    ) -> None:
+        await asyncio.to_thread(self.delete_nodes, node_ids, filters, **delete_kwargs)
+
+    def clear(self) -> None:
+        """Delete every node. The collection stays, with its head size, rotation and
+        funnel defaults (``drop_old=True`` at construction rebuilds it)."""
+        if self._has_collection():
+            self._engine.collection.delete(expr=f'{_milvus.FIELD_ID} != ""')
+
+    async def aclear(self) -> None:
+        await asyncio.to_thread(self.clear)
+
+    # ------------------------------------------------------------------ reads
+
+    def get_nodes(
+        self,
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
+        **kwargs: Any,
+    ) -> list[BaseNode]:
+        """Nodes by id (in the order given, missing ones skipped), by filters, or both.
+
+        Nodes carry their stored embedding: unit length, float16 precision.
+        """
+        reject_unknown(kwargs, (), "get_nodes")
+        condition = self._where(node_ids, filters, "get_nodes")
+        if condition is None or not self._has_collection():
+            return []
+        collection = self._engine.collection
+        if node_ids is None:
+            rows = collection.query(condition)
+        else:  # pk lookups, _GET_CHUNK ids per query
+            wanted = list(dict.fromkeys(ids_in(node_ids)))
+            condition = filters_to_expr(filters, self._engine.expressions)
+            rows = [
+                row
+                for start in range(0, len(wanted), _GET_CHUNK)
+                for row in collection.query(
+                    combine_exprs(ids_to_expr(wanted[start : start + _GET_CHUNK]), condition)
+                )
+            ]
+        by_id = {str(r[_milvus.FIELD_ID]): r for r in rows}
+        order = [i for i in wanted if i in by_id] if node_ids is not None else list(by_id)
+        found, vectors = self._store.get_vectors(order)
+        embeddings = dict(zip(found, vectors.tolist()))
+        nodes = []
+        for node_id in order:
+            row = by_id[node_id]
+            node = row_to_node(node_id, row[_milvus.FIELD_TEXT], row[_milvus.FIELD_METADATA])
+            node.embedding = embeddings.get(node_id)
+            nodes.append(node)
+        return nodes
+
+    async def aget_nodes(
+        self,
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
+        **kwargs: Any,
+    ) -> list[BaseNode]:
+        return await asyncio.to_thread(self.get_nodes, node_ids, filters, **kwargs)
+
+    # ------------------------------------------------------------------ queries
+
+    def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        """Funnel search for ``query.query_embedding`` (modes: DEFAULT and MMR).
+
+        ``doc_ids`` / ``node_ids`` restrict the search to those source documents /
+        nodes; an empty list restricts nothing (``VectorStoreIndex.as_retriever``
+        passes ``node_ids=[]`` for a store that keeps the text). ``kwargs`` are the
+        per-query options (see the class docstring).
+        """
+        handler = _MODES.get(VectorStoreQueryMode(query.mode))
+        if handler is None:
+            raise ConfigurationError(
+                f"query mode {VectorStoreQueryMode(query.mode).value!r} is not supported "
+                f"by this store; use one of {', '.join(m.value for m in _MODES)}"
+            )
+        reject_unknown(kwargs, QUERY_OPTIONS, "query (vector_store_kwargs)")
+        if query.mode != VectorStoreQueryMode.MMR:
+            given = [name for name in _MMR_OPTIONS if name in kwargs]
+            if given:
+                raise ConfigurationError(
+                    f"{', '.join(given)} apply to MMR queries only; pass "
+                    "vector_store_query_mode='mmr' or drop them"
+                )
+        if query.query_embedding is None:
+            raise InvalidInputError(
+                "VectorStoreQuery.query_embedding is None; this store searches by vector: "
+                "query through an index with an embed_model, or pass query_embedding"
+            )
+        expr = combine_exprs(
+            filters_to_expr(query.filters, self._engine.expressions),
+            self._engine.expressions.compare(REF_DOC_ID, "in", ids_in(query.doc_ids))
+            if query.doc_ids
+            else "",
+            ids_to_expr(ids_in(query.node_ids)) if query.node_ids else "",
+        )
+        options = {name: kwargs[name] for name in FUNNEL_SETTINGS if name in kwargs}
+        options["expr"] = combine_exprs(kwargs.get("expr"), expr)
+        return handler(self, query, options, kwargs)
+
+    async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        return await asyncio.to_thread(self.query, query, **kwargs)
+
+    def _search(self, embedding: Any, k: int, options: Mapping[str, Any]) -> list[Hit]:
+        planned = self._engine.plan(k, options)
+        if planned is None:
+            return []
+        return self._engine.search(np.asarray([embedding], dtype=np.float32), planned)[0]
+
+    def _query_default(
+        self, query: VectorStoreQuery, options: Mapping[str, Any], _: Mapping[str, Any]
+    ) -> VectorStoreQueryResult:
+        return _result(self._search(query.query_embedding, query.similarity_top_k, options))
+
+    def _query_mmr(
+        self, query: VectorStoreQuery, options: Mapping[str, Any], kwargs: Mapping[str, Any]
+    ) -> VectorStoreQueryResult:
+        """MMR (LlamaIndex's rule) over the funnel's top ``mmr_prefetch_k`` results."""
+        k = query.similarity_top_k
+        threshold = _mmr_threshold(query.mmr_threshold, kwargs.get("mmr_threshold"))
+        fetch_k = _prefetch_k(k, kwargs.get("mmr_prefetch_k"), kwargs.get("mmr_prefetch_factor"))
+        hits = self._search(query.query_embedding, fetch_k, options)
+        if not hits:
+            return _result([])
+        layout = self._engine.layout
+        q = self._engine.query_vectors(np.asarray([query.query_embedding]), layout)[0]
+        _, picked = get_top_k_mmr_embeddings(
+            q.tolist(),
+            [hit.vector.tolist() for hit in hits],
+            similarity_top_k=k,
+            embedding_ids=list(range(len(hits))),
+            mmr_threshold=threshold,
+        )
+        return _result([hits[i] for i in picked])
+
+    # ------------------------------------------------------------------ helpers
+
+    def _has_collection(self) -> bool:
+        return (self._engine.layout or self._engine.refresh()) is not None
+
+    def _where(
+        self, node_ids: list[str] | None, filters: MetadataFilters | None, where: str
+    ) -> str | None:
+        """The condition of a get / delete by ids and filters; None: it matches nothing."""
+        if node_ids is None and filters is None:
+            raise InvalidInputError(
+                f"{where}() got neither node_ids nor filters; pass node_ids=[...] or "
+                "filters=MetadataFilters(...) (clear() removes every node)"
+            )
+        condition = filters_to_expr(filters, self._engine.expressions)
+        if node_ids is None and not condition:
+            raise InvalidInputError(
+                f"{where}() got filters with no condition; pass at least one MetadataFilter "
+                "(clear() removes every node)"
+            )
+        if node_ids is not None:
+            node_ids = ids_in(node_ids)
+            if not node_ids:
+                return None
+        return combine_exprs(ids_to_expr(node_ids) if node_ids else "", condition)
+
+    def calibrate(self, query_embeddings: Any = None, **kwargs: Any) -> CalibrationResult:
+        """Find and persist the cheapest funnel reaching a target recall@k.
+
+        ``query_embeddings``: held-out query vectors ``[n, dim]`` (None: pseudo-queries
+        drawn from the stored nodes). Keyword options as for
+        :meth:`MatryoshkaMilvus.calibrate` (``k``, ``target_recall``, ...). The chosen
+        settings become the defaults of every store on the collection, LangChain's too.
+        """
+        if query_embeddings is not None:
+            kwargs["query_vectors"] = query_embeddings
+        return self._store.calibrate(None, **kwargs)
+
+    def build_index(self) -> None:
+        """Flush and index every row now; call it once at the end of a bulk ingestion."""
+        self._store.build_index()
+
+    def close(self) -> None:
+        """Close the Milvus client if this store opened it."""
+        self._store.close()
+
+
+_MODES = {
+    VectorStoreQueryMode.DEFAULT: MatryoshkaMilvusVectorStore._query_default,
+    VectorStoreQueryMode.MMR: MatryoshkaMilvusVectorStore._query_mmr,
+}
+
+
+def _result(hits: list[Hit]) -> VectorStoreQueryResult:
+    nodes = [
+        row_to_node(str(h.document.id), h.document.page_content, h.document.metadata)
+        for h in hits
+    ]
+    return VectorStoreQueryResult(
+        nodes=nodes,
+        similarities=[float(h.score) for h in hits],
+        ids=[node.node_id for node in nodes],
+    )
+
+
+def _mmr_threshold(in_query: float | None, in_kwargs: Any) -> float:
+    if in_query is not None and in_kwargs is not None and in_query != in_kwargs:
+        raise ConfigurationError(
+            f"mmr_threshold={in_kwargs!r} in the options but {in_query!r} in the "
+            "VectorStoreQuery; pass one of them"
+        )
+    value = in_kwargs if in_kwargs is not None else in_query
+    if value is None:
+        return 0.5
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ConfigurationError(
+            f"mmr_threshold={value!r} must be a number in [0, 1] (1: relevance only, "
+            "0: diversity only); pass e.g. 0.5"
+        )
+    return float(value)
+
+
+def _prefetch_k(k: int, prefetch_k: Any, factor: Any) -> int:
+    if prefetch_k is not None and factor is not None:
+        raise ConfigurationError(
+            "pass mmr_prefetch_k or mmr_prefetch_factor, not both"
+        )
+    if prefetch_k is not None:
+        if isinstance(prefetch_k, bool) or not isinstance(prefetch_k, int) or prefetch_k < k:
+            raise ConfigurationError(
+                f"mmr_prefetch_k={prefetch_k!r} must be an integer >= similarity_top_k={k}; "
+                f"pass e.g. {4 * k}"
+            )
+        return prefetch_k
+    if factor is None:
+        factor = DEFAULT_MMR_PREFETCH_FACTOR
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor < 1:
+        raise ConfigurationError(
+            f"mmr_prefetch_factor={factor!r} must be a number >= 1; pass e.g. 4"
+        )
+    return max(k, int(k * factor))
