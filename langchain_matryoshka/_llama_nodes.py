@@ -145,8 +145,9 @@ def filters_to_expr(filters: MetadataFilters | None, expressions: Expressions) -
     Operator by operator onto :meth:`Expressions.compare`, so quoting, declared
     columns and JSON paths are handled in one place:
 
-    - EQ, NE, GT, GTE, LT, LTE, IN, NIN, CONTAINS: the comparison of the same name;
-      ANY / ALL: the key's list holds any / all of the values;
+    - EQ, NE, GT, GTE, LT, LTE, CONTAINS: the comparison of the same name; IN / NIN:
+      one EQ / NE per value (OR-ed / AND-ed; on a declared list column: the list holds
+      any / none of them); ANY / ALL: the key's list holds any / all of the values;
     - TEXT_MATCH: the value is a Milvus LIKE pattern matched against the whole string
       (``%`` any run of characters, ``_`` one character on Milvus Lite; a Milvus 2.3
       server accepts only prefix patterns such as ``"intro%"``);
@@ -207,6 +208,19 @@ def _condition(item: MetadataFilter, expressions: Expressions) -> str:
         if expressions.kind(item.key) not in (None, "str"):
             return missing
         return f"{missing} or {expressions.compare(item.key, 'eq', '')}"
+    kind = expressions.kind(item.key)
+    if op in (FilterOperator.IN, FilterOperator.NIN) and not (kind or "").startswith("list["):
+        # One EQ / NE per value, as for JSON keys: on a declared column Milvus' `in` is
+        # false for a null and `not in` true (measured, Milvus Lite 3.2.2), where EQ and
+        # NE are unknown; this keeps IN, NIN and their NOT the same on every key.
+        values = item.value
+        if not isinstance(values, list) or not values:
+            raise InvalidInputError(
+                f"operator {op.name} on key {item.key!r} needs a non-empty list of values, "
+                f"got {values!r}; pass e.g. [{values!r}]"
+            )
+        eq, join = ("eq", " or ") if op == FilterOperator.IN else ("ne", " and ")
+        return "(" + join.join(expressions.compare(item.key, eq, v) for v in values) + ")"
     if op in OPERATORS:
         return expressions.compare(item.key, OPERATORS[op], item.value)
     why = _WHY_NOT.get(op, "")

@@ -19,6 +19,9 @@ try:
     from llama_index.core.schema import BaseNode
     from llama_index.core.vector_stores.types import (
         BasePydanticVectorStore,
+        FilterCondition,
+        FilterOperator,
+        MetadataFilter,
         MetadataFilters,
         VectorStoreQuery,
         VectorStoreQueryMode,
@@ -51,8 +54,8 @@ QUERY_OPTIONS = (*FUNNEL_SETTINGS, "expr", "mmr_threshold", "mmr_prefetch_k", "m
 _MMR_OPTIONS = ("mmr_threshold", "mmr_prefetch_k", "mmr_prefetch_factor")
 #: MMR fetches this many times ``similarity_top_k`` by default (as LlamaIndex's Milvus store).
 DEFAULT_MMR_PREFETCH_FACTOR = 4.0
-#: Node ids per primary-key query of get_nodes.
-_GET_CHUNK = 1024
+#: Node ids per primary-key query of a get or delete with filters.
+_CHUNK = 1024
 #: Constructor options of MatryoshkaMilvus this store takes (all but the embedding).
 STORE_OPTIONS = tuple(
     name
@@ -225,9 +228,19 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
     ) -> None:
         """Delete nodes by id, by filters, or the nodes among ``node_ids`` matching both."""
         reject_unknown(delete_kwargs, (), "delete_nodes")
-        expr = self._where(node_ids, filters, "delete_nodes")
-        if expr is not None and self._has_collection():
-            self._engine.collection.delete(expr=expr)
+        selection = self._select(node_ids, filters, "delete_nodes")
+        if selection is None:
+            return
+        ids, condition, partitions = selection
+        collection = self._engine.collection
+        if ids is None:
+            collection.delete(expr=condition, partitions=partitions)
+        elif not condition:
+            collection.delete(ids=ids)
+        else:
+            for chunk in _chunks(ids):
+                expr = combine_exprs(self._ids_expr(chunk), condition)
+                collection.delete(expr=expr, partitions=partitions)
 
     async def adelete_nodes(
         self,
@@ -259,30 +272,31 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
         Nodes carry their stored embedding: unit length, float16 precision.
         """
         reject_unknown(kwargs, (), "get_nodes")
-        condition = self._where(node_ids, filters, "get_nodes")
-        if condition is None or not self._has_collection():
+        selection = self._select(node_ids, filters, "get_nodes")
+        if selection is None:
             return []
+        ids, condition, partitions = selection
         collection = self._engine.collection
-        if node_ids is None:
-            rows = collection.query(condition)
-        else:  # pk lookups, _GET_CHUNK ids per query
-            wanted = list(dict.fromkeys(ids_in(node_ids)))
-            condition = filters_to_expr(filters, self._engine.expressions)
+        if ids is None:
+            rows = collection.query(condition, partitions=partitions)
+        elif not condition:
+            rows = collection.get(ids)
+        else:
             rows = [
                 row
-                for start in range(0, len(wanted), _GET_CHUNK)
+                for chunk in _chunks(ids)
                 for row in collection.query(
-                    combine_exprs(ids_to_expr(wanted[start : start + _GET_CHUNK]), condition)
+                    combine_exprs(self._ids_expr(chunk), condition), partitions=partitions
                 )
             ]
-        by_id = {str(r[_milvus.FIELD_ID]): r for r in rows}
-        order = [i for i in wanted if i in by_id] if node_ids is not None else list(by_id)
+        docs = {doc.id: doc for doc in map(self._engine.document_of, rows)}
+        order = [i for i in ids if i in docs] if ids is not None else list(docs)
         found, vectors = self._store.get_vectors(order)
         embeddings = dict(zip(found, vectors.tolist()))
         nodes = []
         for node_id in order:
-            row = by_id[node_id]
-            node = row_to_node(node_id, row[_milvus.FIELD_TEXT], row[_milvus.FIELD_METADATA])
+            doc = docs[node_id]
+            node = row_to_node(node_id, doc.page_content, doc.metadata)
             node.embedding = embeddings.get(node_id)
             nodes.append(node)
         return nodes
@@ -324,15 +338,18 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
                 "VectorStoreQuery.query_embedding is None; this store searches by vector: "
                 "query through an index with an embed_model, or pass query_embedding"
             )
+        has_collection = self._has_collection()  # reads its declared columns first
+        expressions = self._engine.expressions
         expr = combine_exprs(
-            filters_to_expr(query.filters, self._engine.expressions),
-            self._engine.expressions.compare(REF_DOC_ID, "in", ids_in(query.doc_ids))
-            if query.doc_ids
-            else "",
-            ids_to_expr(ids_in(query.node_ids)) if query.node_ids else "",
+            filters_to_expr(query.filters, expressions),
+            expressions.compare(REF_DOC_ID, "in", ids_in(query.doc_ids)) if query.doc_ids else "",
+            self._ids_expr(ids_in(query.node_ids)) if query.node_ids and has_collection else "",
         )
-        options = {name: kwargs[name] for name in FUNNEL_SETTINGS if name in kwargs}
+        options: dict[str, Any] = {n: kwargs[n] for n in FUNNEL_SETTINGS if n in kwargs}
         options["expr"] = combine_exprs(kwargs.get("expr"), expr)
+        tenant = self._tenant_filter(query.filters)
+        if tenant is not None:  # lets the engine search only that tenant's partitions
+            options["filter"] = tenant
         return handler(self, query, options, kwargs)
 
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
@@ -375,26 +392,53 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
     def _has_collection(self) -> bool:
         return (self._engine.layout or self._engine.refresh()) is not None
 
-    def _where(
+    def _select(
         self, node_ids: list[str] | None, filters: MetadataFilters | None, where: str
-    ) -> str | None:
-        """The condition of a get / delete by ids and filters; None: it matches nothing."""
+    ) -> tuple[list[str] | None, str, list[str] | None] | None:
+        """The nodes a get / delete names: ``(ids or None, condition, partitions)``.
+
+        None when it names nothing (no collection yet, or ``node_ids=[]``).
+        """
         if node_ids is None and filters is None:
             raise InvalidInputError(
                 f"{where}() got neither node_ids nor filters; pass node_ids=[...] or "
                 "filters=MetadataFilters(...) (clear() removes every node)"
             )
+        has_collection = self._has_collection()  # reads its declared columns first
         condition = filters_to_expr(filters, self._engine.expressions)
         if node_ids is None and not condition:
             raise InvalidInputError(
                 f"{where}() got filters with no condition; pass at least one MetadataFilter "
                 "(clear() removes every node)"
             )
-        if node_ids is not None:
-            node_ids = ids_in(node_ids)
-            if not node_ids:
-                return None
-        return combine_exprs(ids_to_expr(node_ids) if node_ids else "", condition)
+        ids = None if node_ids is None else list(dict.fromkeys(ids_in(node_ids)))
+        if not has_collection or ids == []:
+            return None
+        partitions = self._engine.partitions_for(self._tenant_filter(filters))
+        return ids, condition, partitions
+
+    def _ids_expr(self, ids: Sequence[str]) -> str:
+        """``pk in [...]`` for node ids (a primary-key lookup)."""
+        layout = self._engine.layout
+        return ids_to_expr(layout.keys_of(ids), layout.pk)
+
+    def _tenant_filter(self, filters: MetadataFilters | None) -> dict[str, Any] | None:
+        """``{tenant key: value(s)}`` when the filters require a tenant (EQ / IN at the top
+        level of an AND), for the engine to search only that tenant's partitions."""
+        layout = self._engine.layout
+        tenancy = layout.tenancy if layout is not None else None
+        if tenancy is None or filters is None:
+            return None
+        if (filters.condition or FilterCondition.AND) != FilterCondition.AND:
+            return None
+        for item in filters.filters:
+            if (
+                isinstance(item, MetadataFilter)
+                and item.key == tenancy.key
+                and item.operator in (FilterOperator.EQ, FilterOperator.IN)
+            ):
+                return {item.key: item.value}
+        return None
 
     def calibrate(self, query_embeddings: Any = None, **kwargs: Any) -> CalibrationResult:
         """Find and persist the cheapest funnel reaching a target recall@k.
@@ -421,6 +465,10 @@ _MODES = {
     VectorStoreQueryMode.DEFAULT: MatryoshkaMilvusVectorStore._query_default,
     VectorStoreQueryMode.MMR: MatryoshkaMilvusVectorStore._query_mmr,
 }
+
+
+def _chunks(ids: list[str]) -> list[list[str]]:
+    return [ids[start : start + _CHUNK] for start in range(0, len(ids), _CHUNK)]
 
 
 def _result(hits: list[Hit]) -> VectorStoreQueryResult:

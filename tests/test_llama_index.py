@@ -343,6 +343,41 @@ def test_constructor_takes_the_langchain_store_options(lite_uri, corpus) -> None
     store.close()
 
 
+def test_declared_columns_and_tenants(lite_uri, corpus) -> None:
+    """metadata_fields / partition_key pass through; a tenant filter searches its partition."""
+    _, docs, _, queries = corpus
+    store = MatryoshkaMilvusVectorStore(
+        connection_args={"uri": lite_uri}, search_dim=8,
+        metadata_fields={"ref_doc_id": "str", "tenant": "str", "i": "int"}, partition_key="tenant",
+    )
+    nodes = corpus_nodes(docs)
+    for node in nodes:
+        node.metadata["tenant"] = f"t{int(node.node_id[1:]) % 5}"
+    store.add(nodes)
+    assert store._engine.layout.columns == {"ref_doc_id": "str", "tenant": "str", "i": "int"}
+    got = store.get_nodes(["n7"])[0]
+    assert got.model_dump(exclude={"embedding"}) == nodes[7].model_dump(exclude={"embedding"})
+    tenant = MetadataFilters(filters=[
+        MetadataFilter(key="tenant", value="t2"), MetadataFilter(key="i", value=100,
+                                                                 operator=FilterOperator.LT)])
+    assert store._engine.partitions_for(store._tenant_filter(tenant)) == [
+        store._engine.layout.tenancy.partition_of("t2")
+    ]
+    in_t2 = [i for i in range(100) if i % 5 == 2]
+    for q in queries[:3]:
+        want, _ = exact_top(q, docs[in_t2], 4)
+        result = store.query(_q(q, k=4, filters=tenant), candidates=200, prune_ratio=1.0)
+        assert result.ids == [f"n{in_t2[j]}" for j in want]
+    assert sorted(n.node_id for n in store.get_nodes(filters=tenant)) == sorted(
+        f"n{i}" for i in in_t2)
+    store.delete("d1")  # ref_doc_id is a typed column here
+    assert {n.ref_doc_id for n in store.get_nodes(filters=tenant)} == {"d0", "d2", "d3"}
+    store.delete_nodes(filters=tenant)
+    assert store.get_nodes(filters=tenant) == []
+    assert len(store.get_nodes(filters=_where("i", FilterOperator.GTE, 0))) == 150 - 15
+    store.close()
+
+
 def test_calibration_sets_the_defaults_of_every_front_end(vstore) -> None:
     assert vstore.funnel_defaults["candidates"] is None
     result = vstore.calibrate(k=5, n_pseudo=30, target_recall=0.9)

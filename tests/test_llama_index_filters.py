@@ -145,6 +145,8 @@ COMBINED = [
     group(f("year", Op.EQ, 2005), condition="not"),  # unknown for nodes without a year
     group(f("tags", Op.CONTAINS, "a"), condition="not"),  # true for nodes without tags
     group(f("year", Op.IS_EMPTY), condition="not"),
+    group(f("year", Op.IN, [2001, 2002, 2003, 2005]), condition="not"),  # unknown without
+    group(f("year", Op.NIN, [2001, 2002, 2003, 2005]), condition="not"),  # a year, too
     group(f("year", Op.GT, 2030), f("tags", Op.ANY, ["c"]), condition="not"),
     group(
         group(f("year", Op.LT, 2005), f("year", Op.GT, 2030), condition="or"),
@@ -161,11 +163,16 @@ COMBINED = [
 CASES = [group(x) for x in SINGLE] + COMBINED
 
 
-@pytest.fixture(scope="module")
-def fstore(tmp_path_factory):
+#: The same keys as typed columns (``metadata_fields``) instead of JSON paths.
+DECLARED = {"year": "int", "colour": "str", "tags": "list[str]", "score": "float", "title": "str"}
+
+
+@pytest.fixture(scope="module", params=["json", "declared"])
+def fstore(request, tmp_path_factory):
     vectors = matryoshka_like(N, 16, seed=5)
     store = MatryoshkaMilvusVectorStore(
-        connection_args={"uri": str(tmp_path_factory.mktemp("llf") / "f.db")}, search_dim=4
+        connection_args={"uri": str(tmp_path_factory.mktemp("llf") / "f.db")}, search_dim=4,
+        metadata_fields=DECLARED if request.param == "declared" else None,
     )
     store.add(
         [TextNode(id_=f"n{i}", text=f"t{i}", metadata=m, embedding=v.tolist())
@@ -234,10 +241,10 @@ def test_declared_columns_are_used_by_name() -> None:
         (group(f("title", Op.TEXT_MATCH_INSENSITIVE, "intro%")), "case-sensitive"),
         (group(f("year", Op.IS_EMPTY, 3)), "takes no value"),
         (group(f("year", Op.GT, 1), MetadataFilters(filters=[])), "holds no filter"),
-        (group(f("year", Op.IN, 2001)), "needs a list"),
+        (group(f("year", Op.IN, 2001)), "needs a non-empty list"),
         (group(f("year", Op.EQ, None)), "not a string, number or boolean"),
         (group(f("year", Op.GT, [1, 2])), "not a string, number or boolean"),
-        (group(f("year", Op.IN, [])), "empty list"),
+        (group(f("year", Op.IN, [])), "needs a non-empty list"),
     ],
 )
 def test_bad_filters_name_the_problem(filters, needle) -> None:
