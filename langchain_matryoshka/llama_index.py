@@ -37,6 +37,7 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from . import _milvus
+from ._conventions import CALL_KEYWORDS, check_timeout, write_options
 from ._engine import FUNNEL_SETTINGS, Engine, Hit
 from ._expressions import combine_exprs, ids_to_expr
 from ._llama_nodes import REF_DOC_ID, filters_to_expr, ids_in, node_to_row, row_to_node
@@ -49,8 +50,10 @@ if TYPE_CHECKING:
 
 #: Per-query options a ``VectorStoreQuery`` cannot carry, passed as ``query(q, **kwargs)``
 #: (``as_retriever(vector_store_kwargs={...})``): the funnel settings, a raw Milvus
-#: ``expr`` AND-ed with the filters, and MMR's options.
-QUERY_OPTIONS = (*FUNNEL_SETTINGS, "expr", "mmr_threshold", "mmr_prefetch_k", "mmr_prefetch_factor")
+#: ``expr`` AND-ed with the filters, ``timeout`` (seconds per Milvus call) and MMR's options.
+QUERY_OPTIONS = (
+    *FUNNEL_SETTINGS, "expr", "timeout", "mmr_threshold", "mmr_prefetch_k", "mmr_prefetch_factor"
+)
 _MMR_OPTIONS = ("mmr_threshold", "mmr_prefetch_k", "mmr_prefetch_factor")
 #: MMR fetches this many times ``similarity_top_k`` by default (as LlamaIndex's Milvus store).
 DEFAULT_MMR_PREFETCH_FACTOR = 4.0
@@ -139,7 +142,8 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
             retriever.retrieve("what is funnel search?")
 
     Query options (``vector_store_kwargs``): ``candidates``, ``scales``,
-    ``prune_ratio``, ``expr`` (a Milvus expression AND-ed with the filters) and, in
+    ``prune_ratio``, ``expr`` (a Milvus expression AND-ed with the filters),
+    ``timeout`` (seconds each Milvus call may take) and, in
     MMR mode, ``mmr_threshold`` (or ``VectorStoreQuery.mmr_threshold``; 1: relevance
     only, 0: diversity only, default 0.5), ``mmr_prefetch_k`` or
     ``mmr_prefetch_factor`` (funnel results MMR picks from: default 4 x top k).
@@ -196,26 +200,26 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
         """Store nodes with their embeddings; returns their ids (the primary keys).
 
         Re-adding a node id replaces its row. Every node is checked before the first
-        row is written.
+        row is written. Keywords: ``batch_size`` (rows per upsert call), ``timeout``
+        (seconds each call may take); reads and deletes take ``timeout`` too.
         """
-        reject_unknown(add_kwargs, (), "add")
+        write_options(add_kwargs, "add")  # batch_size, timeout: checked before any work
         rows = [node_to_row(node) for node in nodes]
         if not rows:
             return []
         ids, texts, metadatas, embeddings = (list(column) for column in zip(*rows))
-        return self._store.add_embeddings(texts, embeddings, metadatas, ids=ids)
+        return self._store.add_embeddings(texts, embeddings, metadatas, ids=ids, **add_kwargs)
 
     async def async_add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
         return await asyncio.to_thread(self.add, nodes, **add_kwargs)
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         """Delete every node of the source document ``ref_doc_id`` (a list: of each)."""
-        reject_unknown(delete_kwargs, (), "delete")
+        timeout = self._timeout(delete_kwargs, "delete")
         doc_ids = ids_in([ref_doc_id] if isinstance(ref_doc_id, str) else ref_doc_id)
         if doc_ids and self._has_collection():
-            self._engine.collection.delete(
-                expr=self._engine.expressions.compare(REF_DOC_ID, "in", doc_ids)
-            )
+            where = self._engine.expressions.compare(REF_DOC_ID, "in", doc_ids)
+            self._engine.delete(None, where, timeout)
 
     async def adelete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         await asyncio.to_thread(self.delete, ref_doc_id, **delete_kwargs)
@@ -227,20 +231,19 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
         **delete_kwargs: Any,
     ) -> None:
         """Delete nodes by id, by filters, or the nodes among ``node_ids`` matching both."""
-        reject_unknown(delete_kwargs, (), "delete_nodes")
+        timeout = self._timeout(delete_kwargs, "delete_nodes")
         selection = self._select(node_ids, filters, "delete_nodes")
         if selection is None:
             return
         ids, condition, partitions = selection
-        collection = self._engine.collection
         if ids is None:
-            collection.delete(expr=condition, partitions=partitions)
+            self._engine.delete(None, condition, timeout, partitions)
         elif not condition:
-            collection.delete(ids=ids)
+            self._engine.delete(ids, "", timeout)
         else:
             for chunk in _chunks(ids):
-                expr = combine_exprs(self._ids_expr(chunk), condition)
-                collection.delete(expr=expr, partitions=partitions)
+                where = combine_exprs(self._ids_expr(chunk), condition)
+                self._engine.delete(None, where, timeout, partitions)
 
     async def adelete_nodes(
         self,
@@ -254,7 +257,7 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
         """Delete every node. The collection stays, with its head size, rotation and
         funnel defaults (``drop_old=True`` at construction rebuilds it)."""
         if self._has_collection():
-            self._engine.collection.delete(expr=f'{_milvus.FIELD_ID} != ""')
+            self._engine.delete(None, f'{_milvus.FIELD_ID} != ""')
 
     async def aclear(self) -> None:
         await asyncio.to_thread(self.clear)
@@ -271,31 +274,31 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
 
         Nodes carry their stored embedding: unit length, float16 precision.
         """
-        reject_unknown(kwargs, (), "get_nodes")
+        timeout = self._timeout(kwargs, "get_nodes")
         selection = self._select(node_ids, filters, "get_nodes")
         if selection is None:
             return []
-        ids, condition, partitions = selection
-        collection = self._engine.collection
-        if ids is None:
-            rows = collection.query(condition, partitions=partitions)
+        ids, condition, _ = selection
+        engine = self._engine
+        if ids is None:  # pages through every match (no query-window limit)
+            docs = engine.read(condition, None, 0, timeout)
         elif not condition:
-            rows = collection.get(ids)
+            docs = engine.documents(ids, timeout)
         else:
-            rows = [
-                row
+            docs = [
+                doc
                 for chunk in _chunks(ids)
-                for row in collection.query(
-                    combine_exprs(self._ids_expr(chunk), condition), partitions=partitions
+                for doc in engine.read(
+                    combine_exprs(self._ids_expr(chunk), condition), len(chunk), 0, timeout
                 )
             ]
-        docs = {doc.id: doc for doc in map(self._engine.document_of, rows)}
-        order = [i for i in ids if i in docs] if ids is not None else list(docs)
+        by_id = {doc.id: doc for doc in docs}
+        order = [i for i in ids if i in by_id] if ids is not None else list(by_id)
         found, vectors = self._store.get_vectors(order)
         embeddings = dict(zip(found, vectors.tolist()))
         nodes = []
         for node_id in order:
-            doc = docs[node_id]
+            doc = by_id[node_id]
             node = row_to_node(node_id, doc.page_content, doc.metadata)
             node.embedding = embeddings.get(node_id)
             nodes.append(node)
@@ -345,7 +348,9 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
             expressions.compare(REF_DOC_ID, "in", ids_in(query.doc_ids)) if query.doc_ids else "",
             self._ids_expr(ids_in(query.node_ids)) if query.node_ids and has_collection else "",
         )
-        options: dict[str, Any] = {n: kwargs[n] for n in FUNNEL_SETTINGS if n in kwargs}
+        options: dict[str, Any] = {
+            n: kwargs[n] for n in (*FUNNEL_SETTINGS, "timeout") if n in kwargs
+        }
         options["expr"] = combine_exprs(kwargs.get("expr"), expr)
         tenant = self._tenant_filter(query.filters)
         if tenant is not None:  # lets the engine search only that tenant's partitions
@@ -388,6 +393,12 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
         return _result([hits[i] for i in picked])
 
     # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _timeout(kwargs: Mapping[str, Any], where: str) -> float | None:
+        """The ``timeout`` keyword of a read or delete (seconds per Milvus call)."""
+        reject_unknown(kwargs, CALL_KEYWORDS["delete"], where)
+        return check_timeout(kwargs.get("timeout"))
 
     def _has_collection(self) -> bool:
         return (self._engine.layout or self._engine.refresh()) is not None

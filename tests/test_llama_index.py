@@ -235,9 +235,33 @@ def test_bad_nodes_are_refused_before_anything_is_written(vstore, corpus) -> Non
         vstore.add([short])
     with pytest.raises(InvalidInputError, match="LlamaIndex node"):
         vstore.add([Document(page_content="a LangChain document")])
-    with pytest.raises(ConfigurationError, match="unknown option"):
+    with pytest.raises(ConfigurationError, match="unknown option.*allowed: batch_size, timeout"):
         vstore.add(good, partition="p1")
     assert vstore.get_nodes(["new0", "bare", "short"]) == []
+
+
+def test_batch_size_and_timeout_keywords(lite_uri, corpus) -> None:
+    """The package's calling conventions: writes take batch_size and timeout, reads,
+    deletes and queries timeout; bad values are refused before anything happens."""
+    store = MatryoshkaMilvusVectorStore(connection_args={"uri": lite_uri}, search_dim=8)
+    nodes = corpus_nodes(corpus[1][:30])
+    with pytest.raises(ConfigurationError, match="batch_size=0"):
+        store.add(nodes, batch_size=0)
+    with pytest.raises(ConfigurationError, match="timeout=-1"):
+        store.add(nodes, timeout=-1)
+    assert store.get_nodes([n.node_id for n in nodes]) == []
+    assert store.add(nodes, batch_size=7, timeout=30) == [n.node_id for n in nodes]
+    assert len(store.get_nodes(filters=_where("i", FilterOperator.GTE, 0), timeout=30)) == 30
+    assert store.query(_q(corpus[1][3], k=1), timeout=30).ids == ["n3"]
+    store.delete("d0", timeout=30)
+    store.delete_nodes(["n1"], timeout=30)
+    assert len(store.get_nodes(filters=_where("i", FilterOperator.GTE, 0))) == 30 - 8 - 1
+    for call in (lambda: store.get_nodes(["n2"], timeout=0),
+                 lambda: store.delete("d2", timeout="soon"),
+                 lambda: store.query(_q(corpus[1][3]), timeout=0)):
+        with pytest.raises(ConfigurationError, match="timeout"):
+            call()
+    store.close()
 
 
 def test_readding_a_node_replaces_it(vstore, corpus) -> None:
