@@ -516,8 +516,16 @@ class Engine:
         rows = {str(r[_milvus.FIELD_ID]): r for r in self.collection.get(ids, timeout=timeout)}
         return [self.document_of(rows[i]) for i in ids if i in rows]
 
+    # The reads below take the call's condition as ``where`` and, with store-managed
+    # tenant partitions, the partitions its filter confines it to (:meth:`partitions_for`).
+
     def read(
-        self, where: str, limit: int | None, offset: int, timeout: float | None = None
+        self,
+        where: str,
+        limit: int | None,
+        offset: int,
+        timeout: float | None = None,
+        partitions: list[str] | None = None,
     ) -> list[Document]:
         """Documents matching ``where``, ``offset`` skipped, at most ``limit`` (None: all).
 
@@ -527,42 +535,65 @@ class Engine:
         if (self.layout or self.refresh()) is None:
             return []
         if limit is not None and offset + limit <= _milvus.QUERY_WINDOW:
-            rows = self.collection.query(where, limit=limit, offset=offset, timeout=timeout)
+            rows = self.collection.query(
+                where, limit=limit, partitions=partitions, offset=offset, timeout=timeout
+            )
             return [self.document_of(r) for r in rows]
         stop = None if limit is None else offset + limit
-        docs = self.iter_documents(where, _milvus.SCAN_BATCH, stop, timeout)
+        docs = self.iter_documents(where, _milvus.SCAN_BATCH, stop, timeout, partitions)
         return list(itertools.islice(docs, offset, stop))
 
     def iter_documents(
-        self, where: str, batch_size: int, limit: int | None = None, timeout: float | None = None
+        self,
+        where: str,
+        batch_size: int,
+        limit: int | None = None,
+        timeout: float | None = None,
+        partitions: list[str] | None = None,
     ) -> Iterator[Document]:
         """Every document matching ``where``, fetched ``batch_size`` at a time."""
-        for page in self.iter_pages(where, batch_size, limit, timeout):
+        for page in self.iter_pages(where, batch_size, limit, timeout, partitions):
             yield from page
 
     def iter_pages(
-        self, where: str, batch_size: int, limit: int | None = None, timeout: float | None = None
+        self,
+        where: str,
+        batch_size: int,
+        limit: int | None = None,
+        timeout: float | None = None,
+        partitions: list[str] | None = None,
     ) -> Iterator[list[Document]]:
         """Pages of at most ``batch_size`` documents matching ``where`` (a query iterator)."""
         if (self.layout or self.refresh()) is None:
             return
-        for page in self.collection.iterate_rows(where, batch_size, limit, timeout):
+        pages = self.collection.iterate_rows(
+            where, batch_size, limit, timeout, partitions=partitions
+        )
+        for page in pages:
             yield [self.document_of(r) for r in page]
 
-    def ids(self, where: str, limit: int | None = None, timeout: float | None = None) -> list[str]:
+    def ids(
+        self,
+        where: str,
+        limit: int | None = None,
+        timeout: float | None = None,
+        partitions: list[str] | None = None,
+    ) -> list[str]:
         """Ids of the rows matching ``where`` (at most ``limit``; None: all)."""
         if (self.layout or self.refresh()) is None:
             return []
         pages = self.collection.iterate_rows(
-            where, _milvus.SCAN_BATCH, limit, timeout, fields=(_milvus.FIELD_ID,)
+            where, _milvus.SCAN_BATCH, limit, timeout, (_milvus.FIELD_ID,), partitions
         )
         return [str(r[_milvus.FIELD_ID]) for page in pages for r in page]
 
-    def count(self, where: str = "", timeout: float | None = None) -> int:
+    def count(
+        self, where: str = "", timeout: float | None = None, partitions: list[str] | None = None
+    ) -> int:
         """Rows matching ``where`` (every row if empty); 0 while the store is empty."""
         if (self.layout or self.refresh()) is None:
             return 0
-        return self.collection.count(where, timeout=timeout)
+        return self.collection.count(where, partitions, timeout=timeout)
 
     def _require_layout(self) -> _milvus.Layout:
         if self.layout is None:

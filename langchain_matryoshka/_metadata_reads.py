@@ -44,6 +44,10 @@ class MetadataReads:
     def _where(self, expr: str | None, filter: Mapping[str, Any] | None) -> str:  # noqa: A002
         return self._engine.where(expr, filter)
 
+    def _partitions(self, filter: Mapping[str, Any] | None) -> list[str] | None:  # noqa: A002
+        """The tenant partitions a filter on the partition key confines a read to."""
+        return self._engine.partitions_for(filter)
+
     def search_by_metadata(
         self,
         expr: str | None = None,
@@ -61,7 +65,10 @@ class MetadataReads:
         """
         limit = _check_count("limit", limit, 1, allow_none=True)
         offset = _check_count("offset", offset, 0, allow_none=False) or 0
-        return self._engine.read(self._where(expr, filter), limit, offset, check_timeout(timeout))
+        return self._engine.read(
+            self._where(expr, filter), limit, offset, check_timeout(timeout),
+            self._partitions(filter),
+        )
 
     def iter_documents(
         self,
@@ -89,7 +96,9 @@ class MetadataReads:
     ) -> list[str]:
         """Ids of the documents matching the condition (every id without one)."""
         limit = _check_count("limit", limit, 1, allow_none=True)
-        return self._engine.ids(self._where(expr, filter), limit, check_timeout(timeout))
+        return self._engine.ids(
+            self._where(expr, filter), limit, check_timeout(timeout), self._partitions(filter)
+        )
 
     def count(
         self,
@@ -99,11 +108,13 @@ class MetadataReads:
         timeout: float | None = None,
     ) -> int:
         """Number of documents matching the condition (all documents without one)."""
-        return self._engine.count(self._where(expr, filter), check_timeout(timeout))
+        return self._engine.count(
+            self._where(expr, filter), check_timeout(timeout), self._partitions(filter)
+        )
 
     def _iter_args(
         self, expr: Any, filter: Any, batch_size: Any, limit: Any, timeout: Any  # noqa: A002
-    ) -> tuple[str, int, int | None, float | None]:
+    ) -> tuple[str, int, int | None, float | None, list[str] | None]:
         from ._milvus import QUERY_WINDOW
 
         batch_size = _check_count("batch_size", batch_size, 1, allow_none=False)
@@ -113,7 +124,8 @@ class MetadataReads:
                 f"returns; pass batch_size <= {QUERY_WINDOW}"
             )
         limit = _check_count("limit", limit, 1, allow_none=True)
-        return self._where(expr, filter), batch_size, limit, check_timeout(timeout)
+        where = self._where(expr, filter)
+        return where, batch_size, limit, check_timeout(timeout), self._partitions(filter)
 
     # ------------------------------------------------------------------ async twins
 

@@ -50,13 +50,18 @@ class ConditionReads:
     name: str
     consistency_level: str
 
+    layout: Any  # the collection's Layout once it exists (MilvusCollection)
+
     if TYPE_CHECKING:
 
-        def _require(self) -> Any: ...  # the collection's Layout (MilvusCollection)
+        def _require(self) -> Any: ...
+        def _existing(self, partitions: Sequence[str] | None) -> list[str] | None: ...
 
     def _call(self, call: str, expr: str = "", timeout: float | None = None) -> Any:
         """Caller-caused Milvus errors of one call (bad ``expr``, ``timeout``) as ours."""
-        return milvus_call(f"{call} on collection {self.name!r}", expr, timeout, OWN_FIELDS)
+        layout = getattr(self, "layout", None)
+        own = OWN_FIELDS + tuple(layout.columns) if layout is not None else OWN_FIELDS
+        return milvus_call(f"{call} on collection {self.name!r}", expr, timeout, own)
 
     def iterate_rows(
         self,
@@ -65,14 +70,21 @@ class ConditionReads:
         limit: int | None = None,
         timeout: float | None = None,
         fields: Sequence[str] | None = None,
+        partitions: Sequence[str] | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
         """Pages of at most ``batch_size`` rows matching ``expr`` (a query iterator).
 
-        ``fields``: the layout's document fields unless given.
+        ``fields``: the layout's document fields unless given; ``partitions``: read only
+        these store-managed tenant partitions (None: all).
         """
         if fields is None:
             fields = self._require().document_fields()
+        partitions = self._existing(partitions)
+        if partitions == []:
+            return
         extra: dict[str, Any] = {"limit": limit} if limit is not None else {}
+        if partitions is not None:
+            extra["partition_names"] = list(partitions)
         with self._call("query_iterator", expr, timeout):
             iterator = self.client.query_iterator(
                 self.name,

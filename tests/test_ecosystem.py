@@ -307,3 +307,43 @@ class TestRetrieverTool:
         tool = create_retriever_tool(movies.as_retriever(k=2), "movies", "Search movies")
         out = await tool.ainvoke({"query": MOVIES[0][0]})
         assert out.split("\n\n")[0] == MOVIES[0][0]
+
+
+class TestSelfQueryOnDeclaredFields:
+    """With metadata_fields= the translator names the typed columns, never a JSON path."""
+
+    @pytest.fixture
+    def typed(self, tmp_path) -> Iterator[MatryoshkaMilvus]:
+        store = MatryoshkaMilvus(
+            DeterministicFakeEmbedding(size=32), search_dim=8,
+            connection_args={"uri": str(tmp_path / "typed.db")},
+            metadata_fields={"year": "int", "genre": "str", "tags": "list[str]"},
+        )
+        store.add_texts([t for t, _ in MOVIES], [m for _, m in MOVIES],
+                        ids=[f"m{i}" for i in range(len(MOVIES))])
+        yield store
+        store.close()
+
+    @pytest.mark.parametrize(
+        ("comparator", "key", "value", "reference"),
+        [
+            (Comparator.GT, "year", 2000, lambda m: m["year"] > 2000),
+            (Comparator.IN, "genre", ["drama", "animated"],
+             lambda m: m["genre"] in ("drama", "animated")),
+            (Comparator.CONTAIN, "tags", "dreams", lambda m: "dreams" in m["tags"]),
+            (Comparator.LTE, "rating", 8.3, lambda m: m["rating"] <= 8.3),  # still JSON
+        ],
+    )
+    def test_columns_and_json_keys(self, typed, comparator, key, value, reference) -> None:
+        expr = Comparison(comparator=comparator, attribute=key, value=value).accept(
+            typed.structured_query_translator()
+        )
+        assert ('metadata["' in expr) == (key == "rating")
+        expected = {t for t, m in MOVIES if reference(m)}
+        assert set(texts(typed.search_by_metadata(expr, limit=None))) == expected
+
+    def test_a_wrong_type_for_a_column_is_a_clear_error(self, typed) -> None:
+        with pytest.raises(InvalidInputError, match="declared int"):
+            Comparison(comparator=Comparator.EQ, attribute="year", value="1993").accept(
+                typed.structured_query_translator()
+            )

@@ -173,3 +173,35 @@ def test_a_bad_expr_on_a_server(server_uri, server_collection, table, corpus) ->
         assert len(list(s.iter_documents(batch_size=3))) == 20
     finally:
         s.close()
+
+
+def test_reads_on_declared_columns_and_tenant_partitions(lite_uri, table, corpus,
+                                                         monkeypatch) -> None:
+    texts, _, _, _ = corpus
+    s = MatryoshkaMilvus(table, connection_args={"uri": lite_uri}, search_dim=8,
+                         metadata_fields={"tenant": "str", "i": "int"}, partition_key="tenant")
+    s.add_texts(texts[:40], [{"tenant": "ab"[i % 2], "i": i, "note": f"n{i}"} for i in range(40)],
+                ids=[f"t{i}" for i in range(40)])
+    seen: list[dict] = []
+    client = s._engine.collection.client
+    for name in ("query", "query_iterator"):
+        real = getattr(client, name)
+
+        def spy(*args, _real=real, **kwargs):
+            seen.append(kwargs)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(client, name, spy)
+    page = s.search_by_metadata(filter={"tenant": "a"}, limit=None)
+    assert sorted(d.metadata["i"] for d in page) == list(range(0, 40, 2))
+    assert all(d.metadata["note"] == f"n{d.metadata['i']}" for d in page)  # JSON + columns
+    assert s.count(filter={"tenant": "b"}) == 20
+    assert len(s.get_pks('metadata["i"] >= 30', filter={"tenant": "b"})) == 5
+    assert len(list(s.iter_documents(filter={"tenant": "a"}, batch_size=7))) == 20
+    # Milvus Lite tenants are store-managed partitions: each read names its tenant's.
+    assert s._engine.partitions_for({"tenant": "a"}) is not None
+    assert all("partition_names" in kw for kw in seen)
+    with pytest.raises(InvalidInputError, match=r"store's own fields \(id, text, metadata, "
+                                                r"tenant, i\)"):
+        s.count("tenant_name == 'a'")
+    s.close()
