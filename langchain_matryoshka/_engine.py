@@ -60,6 +60,8 @@ class Planned(NamedTuple):
     """Store-managed tenant partitions the filter confines the search to (None: all)."""
     timeout: float | None = None
     """Seconds each Milvus call of the search may take (None: the connection's)."""
+    tenants: frozenset = frozenset()
+    """The tenant values of the filter, when ``partitions`` is set."""
 
 
 class Hit(NamedTuple):
@@ -115,7 +117,10 @@ class Engine:
         self.lock = threading.Lock()
         self.declared = declared or _layout.Declared()
         #: Builds this store's filter expressions (declared columns, JSON paths).
-        self.expressions = Expressions({f.name: f.kind for f in self.declared.fields})
+        self.expressions = Expressions(
+            {f.name: f.kind for f in self.declared.fields},
+            nullable=[f.name for f in self.declared.fields if f.nullable],
+        )
         self.basis: np.ndarray | None = None
         self.config: dict[str, Any] = {}
         self.layout = collection.open()
@@ -134,7 +139,7 @@ class Engine:
                 "the collection's, or use drop_old=True to rebuild"
             )
         self._check_declared(layout)
-        self.expressions = Expressions(layout.columns)
+        self.expressions = layout.expressions()
         self.config = self.meta.read_config()
         properties = self.collection.properties()
         # The collection's properties name its rotation and basis (set when it was
@@ -231,6 +236,7 @@ class Engine:
             search_dim = self.requested_search_dim or default_search_dim(dim)
             layout = self._new_layout(dim, validate_search_dim(search_dim, dim))
             self.check_defaults(layout)
+            self.expressions = layout.expressions()
             if self.rotation is None:
                 if not self.collection.create(layout):
                     self._load(layout)  # another writer created it: read its settings
@@ -347,7 +353,12 @@ class Engine:
         if options.get("candidates") is None and defaults["candidates"] is not None:
             settings["candidates"] = max(defaults["candidates"], k)
         plan = make_plan(dim=layout.dim, search_dim=layout.search_dim, k=k, **settings)
-        return Planned(plan, expr, layout, self.partitions_for(options.get("filter")), timeout)
+        filter_ = options.get("filter")
+        partitions = self.partitions_for(filter_)
+        tenants = frozenset() if partitions is None else frozenset(
+            _as_list(filter_[layout.tenancy.key])
+        )
+        return Planned(plan, expr, layout, partitions, timeout, tenants)
 
     def partitions_for(self, filter: Mapping[str, Any] | None) -> list[str] | None:  # noqa: A002
         """The store-managed partitions a filter on the tenant key confines a call to.
@@ -361,9 +372,7 @@ class Engine:
             return None
         if tenancy.key not in filter:
             return None
-        value = filter[tenancy.key]
-        values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
-        return sorted({tenancy.partition_of(v) for v in values})
+        return sorted({tenancy.partition_of(v) for v in _as_list(filter[tenancy.key])})
 
     def query_vectors(self, queries: Any, layout: _milvus.Layout) -> np.ndarray:
         """Checked, rotated query embeddings ``[n, dim]``."""
@@ -384,14 +393,16 @@ class Engine:
         """
         if planned is None:
             return [[] for _ in range(len(queries))]
-        plan, expr, layout, partitions, timeout = planned
+        plan, expr, layout, partitions, timeout = planned[:5]
         clock = _Clock(timings)
         q = self.query_vectors(queries, layout)
         hits = self.collection.search(
             head_of(q, layout.search_dim),
             plan.candidates,
             expr,
-            with_documents=not self.fetch_after_rerank,
+            # Searches confined to tenant partitions check their documents by primary key
+            # (see _verified): they are fetched after the rerank.
+            with_documents=not self.fetch_after_rerank and partitions is None,
             partitions=partitions,
             timeout=timeout,
         )
@@ -399,52 +410,106 @@ class Engine:
         cands = _milvus.hits_to_candidates(hits, layout)
         clock.lap("decode")
         ranked = funnel_rerank(q, cands.vectors, cands.n_valid, plan)
-        clock.lap("rerank")
         picked = [
             [(j, score) for j, score in zip(row_idx.tolist(), row_scores.tolist()) if j >= 0]
             for row_idx, row_scores in zip(ranked.indices, ranked.scores)
         ]
+        clock.lap("rerank")
         if cands.texts is None:
-            texts, metadatas = self._fetch_documents(cands.ids, picked, timeout)
+            tenants = self._tenants(planned)
+            docs = self._fetch_documents(cands.ids, picked, tenants, timeout)
+            if any(docs[qi].get(j) is None for qi, row in enumerate(picked) for j, _ in row):
+                picked = self._refill(q, cands, plan, picked, docs, tenants, timeout)
             clock.lap("fetch_documents")
         else:
-            texts, metadatas = cands.texts, cands.metadatas
+            docs = [
+                {j: (cands.texts[qi][j], cands.metadatas[qi][j]) for j, _ in row}
+                for qi, row in enumerate(picked)
+            ]
         results = []
         for qi, row in enumerate(picked):
             hits_q = []
             for j, score in row:
-                if texts[qi][j] is None:  # deleted since the head search: left out
-                    continue
-                doc = Document(
-                    id=cands.ids[qi][j], page_content=texts[qi][j], metadata=metadatas[qi][j]
-                )
+                text, metadata = docs[qi][j]
+                doc = Document(id=cands.ids[qi][j], page_content=text, metadata=metadata)
                 hits_q.append(Hit(doc, float(score), cands.vectors[qi, j]))
             results.append(hits_q)
         clock.lap("documents")
         return results
 
+    def _tenants(self, planned: Planned) -> frozenset | None:
+        """The tenant values a partition-confined search may return (None: any)."""
+        if planned.partitions is None or planned.layout.tenancy is None:
+            return None
+        return planned.tenants
+
     def _fetch_documents(
         self,
         ids: list[list[str]],
         picked: list[list[tuple[int, float]]],
+        tenants: frozenset | None = None,
         timeout: float | None = None,
-    ) -> tuple[list[dict[int, str | None]], list[dict[int, dict]]]:
-        """Texts and metadata of the picked candidates, by one pk lookup for all queries.
+    ) -> list[dict[int, tuple[str, dict] | None]]:
+        """(text, metadata) of the picked candidates, by one pk lookup for all queries.
 
         Returned per query as ``{candidate index: value}``; None for a row that is no
-        longer there.
+        longer there, or (``tenants``) whose tenant is no longer one of them.
         """
+        layout = self._require_layout()
+        key = layout.tenancy.key if tenants is not None and layout.tenancy else None
         wanted = list(dict.fromkeys(ids[qi][j] for qi, row in enumerate(picked) for j, _ in row))
         rows = {str(r[_milvus.FIELD_ID]): r for r in self.collection.get(wanted, timeout=timeout)}
-        texts: list[dict[int, str | None]] = []
-        metadatas: list[dict[int, dict]] = []
+        out: list[dict[int, tuple[str, dict] | None]] = []
         for qi, row in enumerate(picked):
-            found = {j: rows.get(ids[qi][j]) for j, _ in row}
-            texts.append({j: r[_milvus.FIELD_TEXT] if r else None for j, r in found.items()})
-            metadatas.append(
-                {j: self.layout.metadata_of(r) if r else {} for j, r in found.items()}
-            )
-        return texts, metadatas
+            found: dict[int, tuple[str, dict] | None] = {}
+            for j, _ in row:
+                r = rows.get(ids[qi][j])
+                ok = r is not None and (key is None or r.get(key) in tenants)
+                found[j] = (r[_milvus.FIELD_TEXT], layout.metadata_of(r)) if ok else None
+            out.append(found)
+        return out
+
+    def _refill(
+        self,
+        q: np.ndarray,
+        cands: _milvus.Candidates,
+        plan: FunnelPlan,
+        picked: list[list[tuple[int, float]]],
+        docs: list[dict[int, tuple[str, dict] | None]],
+        tenants: frozenset | None,
+        timeout: float | None = None,
+    ) -> list[list[tuple[int, float]]]:
+        """Replace picked candidates whose rows are gone by the next best ones.
+
+        A row deleted between the head search and the lookup, or (Milvus Lite) the old
+        version of a document that moved to another tenant, which a partition-confined
+        search still finds (see MilvusCollection.upsert), is dropped; the query's other
+        candidates are reranked without it. Rare: only those queries pay, in numpy.
+        """
+        out = []
+        for qi, row in enumerate(picked):
+            dropped = {j for j, _ in row if docs[qi].get(j) is None}
+            while dropped:
+                keep = [j for j in range(int(cands.n_valid[qi])) if j not in dropped]
+                ranked = funnel_rerank(
+                    q[qi : qi + 1], cands.vectors[qi : qi + 1, keep], [len(keep)], plan
+                )
+                row = [
+                    (keep[j], s)
+                    for j, s in zip(ranked.indices[0].tolist(), ranked.scores[0].tolist())
+                    if j >= 0
+                ]
+                new = [(j, s) for j, s in row if j not in docs[qi]]
+                if new:
+                    docs[qi].update(
+                        self._fetch_documents([cands.ids[qi]], [new], tenants, timeout)[0]
+                    )
+                lost = {j for j, _ in row if docs[qi].get(j) is None}
+                if not lost:
+                    break
+                dropped |= lost
+            out.append([(j, s) for j, s in row if docs[qi].get(j) is not None])
+        return out
 
     def head_candidates(self, queries: Any, limit: int) -> tuple[np.ndarray, _milvus.Candidates]:
         """Rotated queries and their head-search candidates, in head-score order."""
@@ -619,6 +684,10 @@ def mmr_documents(embedding: Any, hits: list[Hit], k: int, lambda_mult: float) -
         lambda_mult=lambda_mult,
     )
     return [hits[i].document for i in picked]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
 
 
 def _basis_key(properties: Mapping[str, str]) -> str:

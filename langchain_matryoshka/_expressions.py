@@ -77,10 +77,14 @@ class Expressions:
 
     ``columns`` maps each declared metadata key to its kind (one of :data:`KINDS`);
     an empty mapping (collections without declared fields) puts every key in JSON.
+    ``nullable``: the declared keys whose columns hold nulls (documents lacking them).
     """
 
-    def __init__(self, columns: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, columns: Mapping[str, str] | None = None, nullable: Iterable[str] = ()
+    ) -> None:
         self.columns = dict(columns or {})
+        self.nullable = frozenset(nullable)
         self._paths = (
             re.compile(
                 r"\b" + FIELD_METADATA + r"\s*\[\s*(['\"])("
@@ -206,10 +210,10 @@ class Expressions:
             if op == "eq":
                 return f"array_contains({ref}, {self.literal(key, value)})"
             if op == "ne":
-                return f"not array_contains({ref}, {self.literal(key, value)})"
+                return self._present(key, f"not array_contains({ref}, {self.literal(key, value)})")
             if op in ("in", "nin"):
                 any_of = f"array_contains_any({ref}, [{', '.join(self._literals(key, value, op))}])"
-                return any_of if op == "in" else f"not {any_of}"
+                return any_of if op == "in" else self._present(key, f"not {any_of}")
             raise InvalidInputError(
                 f"operator {op!r} does not apply to {key!r}, declared {kind}; "
                 "use eq, ne, in, nin, contains, contains_any or contains_all"
@@ -217,7 +221,10 @@ class Expressions:
         if op in ("in", "nin"):
             values = self._literals(key, value, op)
             if not json:
-                return f"{ref} {'in' if op == 'in' else 'not in'} [{', '.join(values)}]"
+                listed = f"[{', '.join(values)}]"
+                return f"{ref} in {listed}" if op == "in" else self._present(
+                    key, f"{ref} not in {listed}"
+                )
             sign, join = ("==", " or ") if op == "in" else ("!=", " and ")
             return "(" + join.join(f"{ref} {sign} {v}" for v in values) + ")"
         literal = self.literal(key, value)
@@ -230,6 +237,16 @@ class Expressions:
                 f"operator {op!r} cannot order booleans (key {key!r}); use 'eq' or 'ne'"
             )
         return f"{ref} {_ORDER[op]} {literal}"
+
+    def _present(self, key: str, negation: str) -> str:
+        """A negated condition that, like every other, is false where ``key`` is null.
+
+        Milvus makes ``year != 1`` false on a null but ``year not in [1]`` and
+        ``not array_contains(tags, "a")`` true (measured, Milvus Lite 3.2.2).
+        """
+        if key not in self.nullable:
+            return negation
+        return f"({key} is not null and {negation})"
 
     def filter(self, filter: Mapping[str, Any] | None) -> str:  # noqa: A002
         """Turn ``{"source": "a", "year": [2023, 2024]}`` into a safe Milvus expression.

@@ -23,18 +23,17 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import keyword
 import re
 import typing
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from ._expressions import KINDS
-from .errors import ConfigurationError, InvalidInputError, SchemaError
+from ._expressions import KINDS, Expressions
+from .errors import ConfigurationError, InvalidInputError
 
 FIELD_PK = "pk"
 FIELD_ID = "id"
@@ -234,11 +233,42 @@ def _tenant_bytes(value: Any) -> bytes:
     return (("s:" + value) if isinstance(value, str) else f"i:{int(value)}").encode()
 
 
+#: Analyzer names ``full_text_search`` accepts, and Milvus' analyzer_params for each on
+#: Milvus Lite and on servers. Milvus Lite 3.2.2 knows only the "standard" and "jieba"
+#: tokenizers and lowercases; it accepts stop-word and stemmer filters but does not
+#: apply them (measured: "the" and "dogs" vs "dog" behave as without them).
+ANALYZERS: dict[str, dict[str, Any]] = {
+    "english": {
+        "server": {"type": "english"},
+        "lite": {
+            "tokenizer": "standard",
+            "filter": [
+                "lowercase",
+                {"type": "stop", "stop_words": ["_english_"]},
+                {"type": "stemmer", "language": "english"},
+            ],
+        },
+    },
+    "standard": {
+        "server": {"type": "standard"},
+        "lite": {"tokenizer": "standard", "filter": ["lowercase"]},
+    },
+    "chinese": {"server": {"type": "chinese"}, "lite": {"tokenizer": "jieba"}},
+}
+
+
 @dataclass(frozen=True)
 class FullText:
     """BM25 full-text search on the text field, computed by Milvus on every write."""
 
-    analyzer: Mapping[str, Any] = field(default_factory=lambda: {"type": "english"})
+    analyzer: Mapping[str, Any] | str = "english"
+    """An :data:`ANALYZERS` name, or Milvus analyzer_params."""
+
+    def params(self, lite: bool) -> dict[str, Any]:
+        """Milvus' analyzer_params for this analyzer on Milvus Lite or a server."""
+        if isinstance(self.analyzer, str):
+            return dict(ANALYZERS[self.analyzer]["lite" if lite else "server"])
+        return dict(self.analyzer)
 
 
 @dataclass(frozen=True)
@@ -263,6 +293,10 @@ class Layout:
     def columns(self) -> dict[str, str]:
         """Declared metadata key -> kind (for :class:`~._expressions.Expressions`)."""
         return {f.name: f.kind for f in self.fields}
+
+    def expressions(self) -> Expressions:
+        """The expression builder for this layout's declared columns."""
+        return Expressions(self.columns, nullable=[f.name for f in self.fields if f.nullable])
 
     def keys_of(self, ids: Sequence[str]) -> list[Any]:
         """Primary-key values of string ids."""
@@ -423,237 +457,6 @@ def make_rows(
     return rows
 
 
-# ---------------------------------------------------------------------------- schema
-
-
-def build_schema(layout: Layout) -> Any:
-    """The pymilvus schema of a new collection in ``layout`` (version 3, or 2 / 1)."""
-    from pymilvus import CollectionSchema, DataType, FieldSchema
-
-    fields = []
-    if layout.version >= 3:
-        fields.append(FieldSchema(FIELD_PK, DataType.INT64, is_primary=True))
-        fields.append(FieldSchema(FIELD_ID, DataType.VARCHAR, max_length=ID_MAX_LENGTH))
-    else:
-        fields.append(
-            FieldSchema(FIELD_ID, DataType.VARCHAR, is_primary=True, max_length=ID_MAX_LENGTH)
-        )
-    text_options: dict[str, Any] = {}
-    if layout.full_text is not None:
-        text_options = {"enable_analyzer": True, "analyzer_params": dict(layout.full_text.analyzer)}
-    fields.append(
-        FieldSchema(FIELD_TEXT, DataType.VARCHAR, max_length=layout.text_max_length, **text_options)
-    )
-    fields.append(FieldSchema(FIELD_METADATA, DataType.JSON))
-    for f in layout.fields:
-        fields.append(_column_schema(f, layout))
-    fields.append(FieldSchema(FIELD_HEAD, DataType.FLOAT_VECTOR, dim=layout.search_dim))
-    if layout.storage == STORAGE_ARRAY:
-        fields.append(
-            FieldSchema(FIELD_FULL, DataType.ARRAY, element_type=DataType.FLOAT,
-                        max_capacity=layout.dim)
-        )
-    else:
-        fields.append(
-            FieldSchema(FIELD_FULL, DataType.VARCHAR, max_length=full_max_length(layout.dim))
-        )
-    functions = []
-    if layout.full_text is not None:
-        from pymilvus import Function, FunctionType
-
-        fields.append(FieldSchema(FIELD_SPARSE, DataType.SPARSE_FLOAT_VECTOR))
-        functions.append(
-            Function(
-                name="bm25",
-                function_type=FunctionType.BM25,
-                input_field_names=[FIELD_TEXT],
-                output_field_names=[FIELD_SPARSE],
-            )
-        )
-    schema = CollectionSchema(fields, enable_dynamic_field=False)
-    for fn in functions:
-        schema.add_function(fn)
-    return schema
-
-
-def _column_schema(f: MetadataField, layout: Layout) -> Any:
-    from pymilvus import DataType, FieldSchema
-
-    types = {
-        "str": DataType.VARCHAR,
-        "int": DataType.INT64,
-        "float": DataType.DOUBLE,
-        "bool": DataType.BOOL,
-    }
-    options: dict[str, Any] = {}
-    if f.nullable:
-        options["nullable"] = True
-    if layout.tenancy is not None and layout.tenancy.key == f.name and (
-        layout.tenancy.mode == TENANCY_PARTITION_KEY
-    ):
-        options["is_partition_key"] = True
-    if f.is_list:
-        element = types[f.element]
-        if element == DataType.VARCHAR:
-            options["max_length"] = f.max_length
-        return FieldSchema(
-            f.name, DataType.ARRAY, element_type=element, max_capacity=f.max_capacity, **options
-        )
-    if f.kind == "str":
-        options["max_length"] = f.max_length
-    return FieldSchema(f.name, types[f.kind], **options)
-
-
-def layout_properties(layout: Layout) -> dict[str, str]:
-    """The ``matryoshka.*`` collection properties that describe ``layout``."""
-    if layout.storage == STORAGE_ARRAY:
-        return {}
-    props = {PROPERTY_STORAGE: layout.storage, PROPERTY_DIM: str(layout.dim)}
-    if layout.version >= 3:
-        props[PROPERTY_LAYOUT] = str(layout.version)
-        props[PROPERTY_FIELDS] = json.dumps([f.name for f in layout.fields])
-        if layout.tenancy is not None:
-            props[PROPERTY_TENANCY] = json.dumps(
-                {
-                    "key": layout.tenancy.key,
-                    "mode": layout.tenancy.mode,
-                    "partitions": layout.tenancy.partitions,
-                }
-            )
-        if layout.full_text is not None:
-            props[PROPERTY_FULL_TEXT] = json.dumps(dict(layout.full_text.analyzer))
-    return props
-
-
-def _field(desc: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
-    for f in desc.get("fields", []):
-        if f.get("name") == name:
-            return f
-    return None
-
-
-def _expect(cond: bool, collection: str, what: str) -> None:
-    if not cond:
-        raise SchemaError(
-            f"collection {collection!r} exists but was not written by langchain-matryoshka: "
-            f"{what}; pass another collection_name, or drop_old=True to replace it"
-        )
-
-
-def read_layout(desc: Mapping[str, Any], collection: str) -> Layout:
-    """The layout of an existing collection from ``describe_collection``, or SchemaError."""
-    from pymilvus import DataType
-
-    properties = desc.get("properties") or {}
-    version_text = properties.get(PROPERTY_LAYOUT)
-    version = int(version_text) if str(version_text or "").isdigit() else None
-    if version is not None and version > LAYOUT_VERSION:
-        raise SchemaError(
-            f"collection {collection!r} has layout version {version}, written by a newer "
-            f"langchain-matryoshka (this one reads up to {LAYOUT_VERSION}); upgrade the package"
-        )
-    pk = _field(desc, FIELD_PK if version else FIELD_ID)
-    want_pk = DataType.INT64 if version else DataType.VARCHAR
-    _expect(
-        pk is not None and pk.get("is_primary") and pk.get("type") == want_pk,
-        collection,
-        f"no {want_pk.name} primary key named {FIELD_PK if version else FIELD_ID!r}",
-    )
-    for name, dtype in ((FIELD_ID, DataType.VARCHAR), (FIELD_TEXT, DataType.VARCHAR),
-                        (FIELD_METADATA, DataType.JSON), (FIELD_HEAD, DataType.FLOAT_VECTOR)):
-        f = _field(desc, name)
-        _expect(f is not None and f.get("type") == dtype, collection,
-                f"no {dtype.name} field {name!r}")
-    text = _field(desc, FIELD_TEXT)
-    head = _field(desc, FIELD_HEAD)
-    full = _field(desc, FIELD_FULL)
-    if full is not None and full.get("type") == DataType.VARCHAR:
-        storage = properties.get(PROPERTY_STORAGE)
-        _expect(
-            storage == STORAGE_FLOAT16 and str(properties.get(PROPERTY_DIM, "")).isdigit(),
-            collection,
-            f"VARCHAR field {FIELD_FULL!r} without the properties {PROPERTY_STORAGE}="
-            f"{STORAGE_FLOAT16!r} and {PROPERTY_DIM}",
-        )
-        dim = int(properties[PROPERTY_DIM])
-        _expect(
-            int(full["params"].get("max_length", 0)) >= full_max_length(dim),
-            collection,
-            f"VARCHAR field {FIELD_FULL!r} too short for {dim} float16 values",
-        )
-    else:
-        _expect(
-            full is not None
-            and full.get("type") == DataType.ARRAY
-            and full.get("element_type") == DataType.FLOAT,
-            collection,
-            f"no VARCHAR or ARRAY<FLOAT> field {FIELD_FULL!r}",
-        )
-        storage = STORAGE_ARRAY
-        dim = int(full["params"]["max_capacity"])
-    search_dim = int(head["params"]["dim"])
-    _expect(search_dim < dim, collection, f"head dim {search_dim} >= full dim {dim}")
-    layout = Layout(
-        dim=dim,
-        search_dim=search_dim,
-        text_max_length=int(text["params"].get("max_length", TEXT_MAX_LENGTH)),
-        storage=storage,
-        version=version or (2 if storage == STORAGE_FLOAT16 else 1),
-    )
-    if not version:
-        return layout
-    try:
-        names = json.loads(properties.get(PROPERTY_FIELDS) or "[]")
-        tenancy = json.loads(properties.get(PROPERTY_TENANCY) or "null")
-        analyzer = json.loads(properties.get(PROPERTY_FULL_TEXT) or "null")
-    except ValueError:
-        _expect(False, collection, "unreadable matryoshka.* properties")
-    fields = tuple(_read_column(desc, name, collection) for name in names)
-    return replace(
-        layout,
-        fields=fields,
-        tenancy=None if tenancy is None else Tenancy(**tenancy),
-        full_text=None if analyzer is None else FullText(analyzer),
-    )
-
-
-def _read_column(desc: Mapping[str, Any], name: str, collection: str) -> MetadataField:
-    from pymilvus import DataType
-
-    f = _field(desc, name)
-    _expect(f is not None, collection, f"declared metadata field {name!r} missing")
-    kinds = {
-        DataType.VARCHAR: "str",
-        DataType.INT8: "int",
-        DataType.INT16: "int",
-        DataType.INT32: "int",
-        DataType.INT64: "int",
-        DataType.FLOAT: "float",
-        DataType.DOUBLE: "float",
-        DataType.BOOL: "bool",
-    }
-    params = f.get("params") or {}
-    nullable = bool(f.get("nullable", False))
-    if f.get("type") == DataType.ARRAY:
-        element = kinds.get(f.get("element_type"))
-        _expect(element is not None, collection, f"field {name!r} has an unknown element type")
-        return MetadataField(
-            name,
-            f"list[{element}]",
-            max_length=int(params.get("max_length", DEFAULT_STR_LENGTH)),
-            max_capacity=int(params.get("max_capacity", DEFAULT_LIST_CAPACITY)),
-            nullable=nullable,
-        )
-    kind = kinds.get(f.get("type"))
-    _expect(kind is not None, collection, f"field {name!r} has an unsupported type")
-    return MetadataField(
-        name,
-        kind,
-        max_length=int(params.get("max_length", DEFAULT_STR_LENGTH)),
-        nullable=nullable,
-    )
-
-
 def same_declaration(stored: Iterable[MetadataField], wanted: Iterable[MetadataField]) -> bool:
     """Whether a ``metadata_fields`` declaration matches a collection's (names and kinds)."""
     return [(f.name, f.kind) for f in stored] == [(f.name, f.kind) for f in wanted]
@@ -710,16 +513,17 @@ def declare(
         raise ConfigurationError(f"full_text_search={full_text_search!r} must be True or False")
     full_text = None
     if full_text_search:
-        if analyzer is None or isinstance(analyzer, str):
-            params: dict[str, Any] = {"type": analyzer or "english"}
-        elif isinstance(analyzer, Mapping):
-            params = dict(analyzer)
-        else:
+        if analyzer is None:
+            analyzer = "english"
+        if not isinstance(analyzer, (str, Mapping)) or (
+            isinstance(analyzer, str) and analyzer not in ANALYZERS
+        ):
             raise ConfigurationError(
-                f"analyzer={analyzer!r} must be an analyzer name such as 'english' or "
-                "'standard', or Milvus analyzer_params as a dict"
+                f"analyzer={analyzer!r} must be one of {', '.join(ANALYZERS)}, or Milvus "
+                "analyzer_params as a dict (e.g. {'tokenizer': 'standard', 'filter': "
+                "['lowercase']})"
             )
-        full_text = FullText(params)
+        full_text = FullText(analyzer if isinstance(analyzer, str) else dict(analyzer))
     elif analyzer is not None:
         raise ConfigurationError(
             f"analyzer={analyzer!r} needs full_text_search=True; pass both or neither"
@@ -734,6 +538,9 @@ def new_layout(
     """The version-3 layout of a new collection (``nullable``: the backend stores nulls)."""
     fields = tuple(f if nullable or not f.nullable else replace(f, nullable=False)
                    for f in declared.fields)
+    full_text = declared.full_text
+    if full_text is not None:
+        full_text = FullText(full_text.params(lite))
     tenancy = None
     if declared.partition_key is not None:
         mode = TENANCY_PARTITIONS if lite else TENANCY_PARTITION_KEY
@@ -745,5 +552,5 @@ def new_layout(
         text_max_length=text_max_length,
         fields=fields,
         tenancy=tenancy,
-        full_text=declared.full_text,
+        full_text=full_text,
     )

@@ -12,7 +12,6 @@ methods run them on a worker thread. Why the layout is what it is, measured:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +32,18 @@ from ._connection import (  # noqa: F401 - the adapter's public names
     with_call_limits,
 )
 from ._expressions import combine_exprs, filter_to_expr, ids_to_expr, quote  # noqa: F401
+from ._indexes import (  # noqa: F401 - the adapter's public names
+    DEFAULT_INDEX_PARAMS,
+    DEFAULT_INDEX_TYPE,
+    DEFAULT_SEARCH_PARAMS,
+    LITE_INDEX_TYPES,
+    Backend,
+    backend_of,
+    create_index,
+    has_index,
+    index_params_for,
+    search_params_for,
+)
 from ._layout import (  # noqa: F401 - the adapter's public names
     FIELD_FULL,
     FIELD_HEAD,
@@ -55,13 +66,10 @@ from ._layout import (  # noqa: F401 - the adapter's public names
     TENANCY_PARTITIONS,
     TEXT_MAX_LENGTH,
     Layout,
-    build_schema,
     decode_full,
     encode_full,
     full_max_length,
-    layout_properties,
     make_rows,
-    read_layout,
 )
 from ._reads_adapter import (  # noqa: F401
     OWN_FIELDS,
@@ -70,6 +78,7 @@ from ._reads_adapter import (  # noqa: F401
     call_timeout,
 )
 from ._reads_adapter import distinct as _distinct
+from ._schema import build_schema, layout_properties, read_layout
 from .errors import ConfigurationError, InvalidInputError, SchemaError
 
 #: Rows per page when exact search streams every stored vector. Each page of a Milvus Lite
@@ -77,126 +86,6 @@ from .errors import ConfigurationError, InvalidInputError, SchemaError
 #: of 4,096 rows, 3.2 s per page of 16,384), so large pages cut a full pass about 3.4x; the
 #: largest a Milvus query may return is 16,384 rows (about 50 MB of float32 at 768 dims).
 SCAN_BATCH = 16384
-
-# Index defaults. HNSW on the short head: small (search_dim floats + graph per row) and
-# fast. Milvus Lite ignores build parameters unless they are nested under "params".
-DEFAULT_INDEX_TYPE = "HNSW"
-#: Index types Milvus Lite builds (others are accepted, then break or fall back).
-LITE_INDEX_TYPES = ("HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8", "FLAT", "AUTOINDEX")
-DEFAULT_INDEX_PARAMS: dict[str, dict[str, Any]] = {
-    "HNSW": {"M": 16, "efConstruction": 200},
-    "HNSW_SQ": {"M": 16, "efConstruction": 200, "sq_type": "SQ8"},
-    "IVF_FLAT": {"nlist": 128},
-    "IVF_SQ8": {"nlist": 128},
-}
-DEFAULT_SEARCH_PARAMS: dict[str, dict[str, Any]] = {
-    "IVF_FLAT": {"nprobe": 16},
-    "IVF_SQ8": {"nprobe": 16},
-}
-
-
-def has_index(client: Any, collection: str, field: str) -> bool:
-    return field in (client.list_indexes(collection, field_name=field) or [])
-
-
-def create_index(client: Any, collection: str, field: str, index_params: Any) -> None:
-    """Create ``field``'s index; an index that exists once the call fails is kept.
-
-    Building an index over rows already written takes minutes at scale (Milvus Lite,
-    300k rows: 77 s for a 128-dim head, 257 s for 768 dims). During such a call Milvus
-    Lite's gRPC server answers the client's keepalive pings with GOAWAY
-    ("too_many_pings"); pymilvus then retries ``create_index``, and the retry fails with
-    "index already exists" for the index the first call built.
-    """
-    try:
-        client.create_index(collection, index_params)
-    except Exception:
-        if not has_index(client, collection, field):
-            raise
-
-
-def index_params_for(
-    client: Any, lite: bool, index_type: str, params: Mapping[str, Any] | None
-) -> Any:
-    """Index parameters for the head field (IP metric, defaults per index type)."""
-    build = dict(DEFAULT_INDEX_PARAMS.get(index_type, {}))
-    build.update(params or {})
-    index_params = client.prepare_index_params()
-    # Milvus Lite honours build parameters only when nested under "params".
-    index_params.add_index(
-        field_name=FIELD_HEAD,
-        index_type=index_type,
-        metric_type=METRIC,
-        params={"params": build} if lite and build else build,
-    )
-    return index_params
-
-
-def search_params_for(
-    index_type: str, params: Mapping[str, Any] | None, limit: int
-) -> dict[str, Any]:
-    """Search parameters for a head search of ``limit`` hits."""
-    merged = dict(DEFAULT_SEARCH_PARAMS.get(index_type, {}))
-    merged.update(params or {})
-    if index_type.upper().startswith("HNSW"):
-        # HNSW must explore at least `limit` nodes (Milvus servers refuse ef < limit).
-        merged["ef"] = max(int(merged.get("ef", 64)), limit)
-    return {"metric_type": METRIC, "params": merged}
-
-
-# ---------------------------------------------------------------------------- backend
-
-
-@dataclass(frozen=True)
-class Backend:
-    """What the Milvus behind a client can do (Milvus Lite, or a server's version)."""
-
-    lite: bool
-    version: tuple[int, int] | None = None
-    """A server's (major, minor); None for Milvus Lite or when it does not say."""
-
-    def at_least(self, major: int, minor: int) -> bool:
-        return self.lite or (self.version is not None and self.version >= (major, minor))
-
-    @property
-    def nullable(self) -> bool:
-        """Fields that hold nulls (Milvus Lite 3.2; servers from 2.5)."""
-        return self.at_least(2, 5)
-
-    @property
-    def full_text(self) -> bool:
-        """The BM25 function and SPARSE_INVERTED_INDEX (Milvus Lite 3.2; servers from 2.5)."""
-        return self.at_least(2, 5)
-
-    def scalar_index(self, kind: str) -> str | None:
-        """The scalar index a declared column gets, or None where none helps or exists.
-
-        Milvus Lite and servers from 2.4 build INVERTED (not on ARRAY fields); 2.3 has
-        Trie for VARCHAR and STL_SORT for numbers.
-        """
-        if kind.startswith("list["):
-            return None
-        if self.at_least(2, 4):
-            return "INVERTED"
-        return {"str": "Trie", "int": "STL_SORT", "float": "STL_SORT"}.get(kind)
-
-    def describe(self) -> str:
-        if self.lite:
-            return "Milvus Lite"
-        return "Milvus " + (".".join(map(str, self.version)) if self.version else "(unknown)")
-
-
-def backend_of(client: Any, lite: bool) -> Backend:
-    """Ask the server behind ``client`` what it is."""
-    if lite:
-        return Backend(lite=True)
-    try:
-        text = str(client.get_server_version())
-    except Exception:  # noqa: BLE001 - an old server without the call
-        return Backend(lite=False)
-    match = re.match(r"v?(\d+)\.(\d+)", text.strip())
-    return Backend(lite=False, version=(int(match[1]), int(match[2])) if match else None)
-
 
 # ---------------------------------------------------------------------------- results
 
@@ -418,9 +307,14 @@ class MilvusCollection(ConditionReads):
 
         Version 3 keys are 64-bit hashes of the ids: a call whose ids collide with each
         other or with a stored row of another id is refused before anything is written.
-        In store-managed tenant partitions, a document whose tenant changed is written to
-        its new partition first, then removed from its old one (a crash in between leaves
-        both versions, never none).
+        In store-managed tenant partitions each row goes to its tenant's partition. A
+        document whose tenant changed is deleted first: Milvus Lite's query() and get()
+        return only the latest row of a primary key across partitions, but a search
+        confined to the old partition still returns the old row there (measured), and a
+        delete by primary key removes every version whatever ``partition_name`` says. A
+        process killed between that delete and the upsert leaves the moved document out
+        until it is written again (the call was not acknowledged; the indexing API and a
+        re-run both write it again).
         """
         layout = self._require()
         groups = self._by_partition(rows, layout)
@@ -431,16 +325,14 @@ class MilvusCollection(ConditionReads):
             starts = tqdm(starts, desc=f"writing to {self.name}", unit="batch")
         t = call_timeout(timeout)
         with lite_writes(self.lite, self.name), self._call("upsert", timeout=timeout):
-            moved = self._check_keys(rows, layout) if layout.version >= 3 else {}
+            moved = self._check_keys(rows, layout, t) if layout.version >= 3 else []
+            if moved:
+                self.client.delete(self.name, filter=ids_to_expr(moved, FIELD_PK), **t)
             self._ensure_partitions([p for p in groups if p is not None])
             for partition, start in starts:
                 batch = groups[partition][start : start + batch_size]
                 kwargs = {} if partition is None else {"partition_name": partition}
                 self.client.upsert(self.name, batch, **kwargs, **t)
-            for old, keys in moved.items():
-                self.client.delete(
-                    self.name, filter=ids_to_expr(keys, FIELD_PK), partition_name=old, **t
-                )
             if self.lite and rows:
                 # Milvus Lite re-snapshots unflushed rows on every search; flushing keeps
                 # searches at their floor and lets the index build.
@@ -464,8 +356,13 @@ class MilvusCollection(ConditionReads):
                     self.client.create_partition(self.name, name)
                 self._partitions.add(name)
 
-    def _check_keys(self, rows: list[dict[str, Any]], layout: Layout) -> dict[str, list[int]]:
-        """Refuse colliding keys; return {old partition: keys} of documents that moved."""
+    def _check_keys(
+        self, rows: list[dict[str, Any]], layout: Layout, t: Mapping[str, float]
+    ) -> list[int]:
+        """Refuse colliding keys; return the keys of documents whose tenant partition changed.
+
+        Ids that collide with each other, or with a stored row of another id, are refused.
+        """
         wanted: dict[int, dict[str, Any]] = {}
         for row in rows:
             other = wanted.setdefault(row[FIELD_PK], row)
@@ -475,22 +372,23 @@ class MilvusCollection(ConditionReads):
         managed = tenancy is not None and tenancy.mode == TENANCY_PARTITIONS
         fields = [FIELD_ID] + ([tenancy.key] if managed else [])
         keys = list(wanted)
-        moved: dict[str, list[int]] = {}
+        moved = []
         for start in range(0, len(keys), 1024):
             found = self.client.query(
                 self.name,
                 filter=ids_to_expr(keys[start : start + 1024], FIELD_PK),
                 output_fields=fields,
                 consistency_level=self.consistency_level,
+                **t,
             )
             for row in found:
                 new = wanted[row[FIELD_PK]]
                 if row[FIELD_ID] != new[FIELD_ID]:
                     raise _collision(row[FIELD_ID], new[FIELD_ID])
-                if managed:
-                    old_p = tenancy.partition_of(row[tenancy.key])
-                    if old_p != tenancy.partition_of(new[tenancy.key]):
-                        moved.setdefault(old_p, []).append(row[FIELD_PK])
+                if managed and tenancy.partition_of(row[tenancy.key]) != tenancy.partition_of(
+                    new[tenancy.key]
+                ):
+                    moved.append(row[FIELD_PK])
         return moved
 
     def build_index(self) -> None:

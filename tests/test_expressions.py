@@ -15,7 +15,9 @@ MISSING = object()
 
 
 def _metadata(i: int) -> dict:
-    meta: dict = {"n": i, "colour": ["red", "green", "blue"][i % 3], "tags": ["a", "b"][: i % 3]}
+    meta: dict = {"n": i, "colour": ["red", "green", "blue"][i % 3]}
+    if i % 7:
+        meta["tags"] = ["a", "b"][: i % 3]
     if i % 4:
         meta["year"] = 2000 + i
     if i % 5 == 0:
@@ -35,6 +37,9 @@ def reference(meta: dict, key: str, op: str, value) -> bool:
         return have is MISSING
     if have is MISSING:
         return False  # three-valued: a missing key fails every comparison and its negation
+    if isinstance(have, list) and op in ("eq", "ne", "in", "nin"):  # a declared list column
+        hit = any(v in have for v in (value if op in ("in", "nin") else [value]))
+        return hit if op in ("eq", "in") else not hit
     if op == "eq":
         return have == value
     if op == "ne":
@@ -77,23 +82,51 @@ CASES = [
     ("tags", "contains", "a"),
     ("tags", "contains_any", ["a", "b"]),
     ("tags", "contains_all", ["a", "b"]),
+    ("colour", "nin", ["red"]),
+    ("colour", "ne", "red"),
     ("flag", "eq", True),
     ("flag", "exists", None),
     ("flag", "not_exists", None),
     ("year", "exists", None),
 ]
+#: On a declared list column eq / ne / in / nin mean contains / not contains (a JSON
+#: list compared with a scalar is simply unequal).
+LIST_CASES = [
+    ("tags", "eq", "a"),
+    ("tags", "ne", "a"),
+    ("tags", "in", ["a", "b"]),
+    ("tags", "nin", ["a", "b"]),
+]
 
 
-@pytest.fixture(scope="module")
-def json_store(tmp_path_factory):
+#: The same keys declared as typed columns (``flag`` and ``year`` are missing in some
+#: documents: nulls).
+DECLARED = {"n": int, "colour": str, "tags": list[str], "year": int, "flag": bool}
+
+
+def _make_store(tmp_path_factory, **options) -> MatryoshkaMilvus:
     vectors = matryoshka_like(len(METAS), 16, seed=3)
     texts = [f"t{i}" for i in range(len(METAS))]
     store = MatryoshkaMilvus(
         TableEmbeddings(dict(zip(texts, vectors))),
         connection_args={"uri": str(tmp_path_factory.mktemp("expr") / "e.db")},
         search_dim=4,
+        **options,
     )
     store.add_texts(texts, METAS, ids=[str(i) for i in range(len(METAS))])
+    return store
+
+
+@pytest.fixture(scope="module")
+def json_store(tmp_path_factory):
+    store = _make_store(tmp_path_factory)
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def typed_store(tmp_path_factory):
+    store = _make_store(tmp_path_factory, metadata_fields=DECLARED)
     yield store
     store.close()
 
@@ -112,6 +145,14 @@ def test_json_conditions_match_the_reference(json_store, key, op, value) -> None
     expr = Expressions().compare(key, op, value)
     want = {i for i, meta in enumerate(METAS) if reference(meta, key, op, value)}
     assert _matching(json_store, expr) == want, expr
+
+
+@pytest.mark.parametrize(("key", "op", "value"), CASES + LIST_CASES)
+def test_conditions_on_declared_columns_match_the_reference(typed_store, key, op, value) -> None:
+    expr = typed_store._engine.expressions.compare(key, op, value)
+    assert "metadata[" not in expr  # every key here is a column
+    want = {i for i, meta in enumerate(METAS) if reference(meta, key, op, value)}
+    assert _matching(typed_store, expr) == want, expr
 
 
 def test_declared_columns_are_referenced_by_name_and_paths_rewritten() -> None:

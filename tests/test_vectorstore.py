@@ -408,9 +408,10 @@ def test_after_the_rerank_texts_come_from_one_lookup_for_the_whole_batch(store, 
     assert calls == [("search", ["id", "full"]), ("query", ["id", "text", "metadata"])]
 
 
-def test_a_row_deleted_before_the_lookup_is_left_out(store, corpus) -> None:
+def test_a_row_deleted_before_the_lookup_is_replaced_by_the_next_best(store, corpus) -> None:
     _, _, qtexts, _ = corpus
-    expected = store.similarity_search(qtexts[3], k=5)
+    options = {"candidates": 200, "prune_ratio": 1.0}  # no pruning: the ranking is exact
+    expected = store.similarity_search(qtexts[3], k=6, **options)
     gone = expected[1].id
     engine = store._engine
     get = engine.collection.get
@@ -420,7 +421,7 @@ def test_a_row_deleted_before_the_lookup_is_left_out(store, corpus) -> None:
         return get(ids, *args, **kwargs)
 
     engine.collection.get = delete_then_get
-    got = store.similarity_search(qtexts[3], k=5)
+    got = store.similarity_search(qtexts[3], k=5, **options)
     assert [d.id for d in got] == [d.id for d in expected if d.id != gone]
 
 
