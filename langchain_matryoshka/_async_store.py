@@ -115,8 +115,12 @@ class AsyncStoreMethods:
         check_queries(queries)
         if planned is None:
             return [[] for _ in queries]
-        vectors = await self._aembed_queries(queries)
-        return pairs(await asyncio.to_thread(self._engine.search, np.asarray(vectors), planned))
+        vectors = np.asarray(await self._aembed_queries(queries))
+        return pairs(
+            await asyncio.to_thread(
+                lambda: self._engine.search(vectors, planned, query_texts=list(queries))
+            )
+        )
 
     async def asearch_batch_with_score_by_vector(
         self, embeddings: Sequence[Sequence[float]] | np.ndarray, k: int = 4, **kwargs: Any

@@ -123,6 +123,8 @@ class Engine:
         )
         self.basis: np.ndarray | None = None
         self.config: dict[str, Any] = {}
+        #: The query sample (``record_queries=N``), set by the store; None: not recording.
+        self.query_log: Any = None
         self.layout = collection.open()
         if self.layout is not None:
             self._load(self.layout)
@@ -383,8 +385,14 @@ class Engine:
         queries: Any,
         planned: Planned | None,
         timings: dict[str, float] | None = None,
+        *,
+        query_texts: list[str] | None = None,
+        record: bool = True,
     ) -> list[list[Hit]]:
         """One head search for all queries, then the funnel.
+
+        With a query log (``record_queries``) and ``record``, the query vectors (and
+        ``query_texts`` if the log keeps texts) are appended to it in memory.
 
         ``timings``, when given, receives seconds per stage: ``head_search`` (the
         Milvus call), ``decode`` (hits to arrays), ``rerank`` (the funnel),
@@ -435,6 +443,8 @@ class Engine:
                 hits_q.append(Hit(doc, float(score), cands.vectors[qi, j]))
             results.append(hits_q)
         clock.lap("documents")
+        if record and self.query_log is not None:
+            self.query_log.record(np.asarray(queries, dtype=np.float32), query_texts)
         return results
 
     def _tenants(self, planned: Planned) -> frozenset | None:

@@ -706,3 +706,39 @@ class MetaCollection:
                 f"(first: {missing[0]!r}); rebuild the store with drop_old=True"
             )
         return np.asarray([found[i] for i in ids], dtype=np.float32)
+
+    def append_rows(
+        self, keys: Sequence[str], values: Sequence[Any], rows: Sequence[Sequence[float]]
+    ) -> None:
+        """Upsert keyed rows (a JSON value and a float row each), e.g. recorded queries."""
+        if not keys:
+            return
+        self._ensure()
+        data = [self._row(k, v, r) for k, v, r in zip(keys, values, rows)]
+        with lite_writes(self.lite, self.name):
+            for start in range(0, len(data), 256):
+                self.client.upsert(self.name, data[start : start + 256])
+            if self.lite:
+                self.client.flush(self.name)
+
+    def read_prefix(self, prefix: str, *, with_rows: bool) -> list[dict[str, Any]]:
+        """Rows whose key starts with ``prefix`` (at most 16,384): key, value (and row)."""
+        if not self.exists():
+            return []
+        self.client.load_collection(self.name)
+        fields = [_META_KEY, _META_VALUE] + ([_META_ROW] if with_rows else [])
+        rows = self.client.query(
+            self.name, filter=f"{_META_KEY} like {quote(prefix + '%')}",
+            output_fields=fields, limit=16384,
+        )
+        return [
+            {"key": str(r[_META_KEY]), "value": r[_META_VALUE], "row": r.get(_META_ROW)}
+            for r in rows
+        ]
+
+    def delete_keys(self, keys: Sequence[str]) -> None:
+        with lite_writes(self.lite, self.name):
+            for start in range(0, len(keys), 256):
+                self.client.delete(
+                    self.name, filter=ids_to_expr(list(keys[start : start + 256]), _META_KEY)
+                )

@@ -1,63 +1,80 @@
-"""Calibration: the cheapest funnel that reaches a target recall against exact search.
+"""Calibration: the cheapest funnel whose recall against exact search is *proven* on queries.
 
-The notebook leaves the candidate count to a hand-made rule of thumb. ``calibrate``
-measures it on the store itself:
+``calibrate(engine, embed_queries, ...)`` (what ``store.calibrate()`` calls):
 
-1. queries: held-out query texts, or pseudo-queries (stored documents, each excluded
-   from its own results) when none are given;
-2. ground truth: exact full-dimension cosine top ``k`` over every stored row, streamed
-   from Milvus in batches (bounded memory at any collection size);
-3. one head search per small chunk of queries at a depth of 256 candidates; smaller
-   counts are the first ``c`` hits of the same head-ordered list, so every
-   (candidates, prune_ratio) point up to 256 is reranked in numpy without another
-   Milvus call; only if none reaches the target are deeper tiers (1024, then the
-   grid's largest) fetched;
-4. the cheapest point whose mean recall@k reaches the target (fewest candidates, then
-   least rerank work) becomes the store's default, persisted with the collection.
+1. queries, in this order of preference: the ones passed (texts or vectors); the store's
+   recorded sample of real queries (``record_queries=N``); else pseudo-queries made from
+   the stored documents (:mod:`._pseudo`: short spans embedded with the model's query
+   prompt, or perturbed vectors when no model is at hand), their source left out;
+2. ground truth: exact full-dimension cosine top ``k`` over every stored row, streamed;
+3. one head search per chunk of queries at a depth of 256 candidates (deeper tiers only
+   when nothing reaches the target); every (candidates, prune ratio, scales) point up
+   to that depth is reranked in numpy from the same head-ordered hits;
+4. per-query recall@k of every point, and a one-sided lower confidence bound on its
+   mean over queries like these (:mod:`._bounds`);
+5. the chosen point is the cheapest whose *lower bound* reaches the target. With
+   pseudo-queries the bound must reach a stricter level (:data:`PSEUDO_MISS_RATIO`:
+   pseudo-queries miss less than real ones), and the result says what that costs.
+   "Cheapest": for each prune ratio and scales schedule the fewest candidates that
+   reach; among those the fastest by measured latency (paired, median of single-query
+   searches), ties (within :data:`LATENCY_TIE`) to fewer candidates and fewer rerank
+   multiply-adds.
+
+The chosen ``candidates``, ``prune_ratio`` and ``scales`` become the store's defaults,
+persisted with the collection together with the corpus size they were measured on: a
+store that has grown past :data:`GROWTH_FACTOR` times that size says so.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ConfigurationError
-from .funnel import funnel_rerank, make_plan
+from . import _milvus, _pseudo, _querylog
+from ._bounds import recall_lower_bounds
+from .errors import ConfigurationError, InvalidInputError
+from .funnel import default_scales, funnel_rerank, make_plan
 
 if TYPE_CHECKING:
-    from .vectorstore import MatryoshkaMilvus
+    from ._engine import Engine
 
 #: Candidate floats fetched per head search while calibrating (Milvus returns them as
 #: Python lists, about 30 bytes a float in transit: 4M floats ~ 120 MB).
 CANDIDATE_BUDGET = 4_000_000
-
-
-def _tiers(grid: Sequence[int]) -> list[int]:
-    """Head-search depths to try in turn: 256, 1024, then the grid's largest count.
-
-    Each tier fetches once and measures every grid count up to it; calibration stops at
-    the first tier where some count reaches the target, so deep searches are only paid
-    for when shallow ones fall short.
-    """
-    top = max(grid)
-    return sorted({min(top, t) for t in (256, 1024)} | {top})
+#: Pseudo-queries sampled when no real queries are known.
+DEFAULT_N_PSEUDO = 1000
+DEFAULT_PRUNE_RATIOS = (0.5, 1.0)
+#: How many times real queries miss per pseudo-query miss, upper end of what was
+#: measured on queries apart from any evaluation (SciFact train, Python FAQ; see
+#: ``benchmarks/calibration_methods.py``). A target of 0.99 asks pseudo-queries for
+#: ``1 - 0.01 / ratio``.
+PSEUDO_MISS_RATIO = {"spans": 1.5, "perturbed": 2.0, "documents": 4.0}
+#: A calibration is stale once the collection holds this many times the rows it had.
+GROWTH_FACTOR = 2.0
+#: Latencies within this fraction of each other are a tie (the machine's noise).
+LATENCY_TIE = 0.05
+QUERY_SOURCES = ("given", "recorded", "pseudo")
 
 
 @dataclass(frozen=True)
 class CalibrationPoint:
-    """Recall of one funnel setting."""
+    """Recall and cost of one funnel setting."""
 
     candidates: int
     prune_ratio: float
+    scales: tuple[int, ...]
     recall: float
-    """Mean recall@k against exact full-dimension search."""
+    """Mean recall@k against exact full-dimension search over the queries used."""
+    recall_lower: float
+    """One-sided lower confidence bound on that mean (see ``confidence``)."""
     rerank_madds: int
     """Multiply-adds per query spent reranking (sum of survivors x segment length)."""
+    latency_ms: float | None = None
+    """Median single-query search latency, measured for the contenders only."""
 
 
 @dataclass(frozen=True)
@@ -66,37 +83,91 @@ class CalibrationResult:
 
     k: int
     target_recall: float
+    confidence: float
     reached: bool
     candidates: int | None
     """Chosen candidate count (None if no point reached the target)."""
     prune_ratio: float | None
-    scales: tuple[int, ...]
+    scales: tuple[int, ...] | None
+    expected_recall: float | None
+    """Mean recall@k of the chosen point on the queries used."""
+    recall_lower: float | None
+    """Its lower confidence bound: the promise, with probability ``confidence``."""
+    queries: str
+    """Which queries: "given", "recorded" (the store's sample of real ones) or "pseudo"."""
     n_queries: int
-    pseudo_queries: bool
+    pseudo_method: str | None
+    """"spans", "perturbed" or "documents" when ``queries == "pseudo"``."""
+    required_recall: float
+    """The level the bound had to reach: the target, or stricter for pseudo-queries."""
+    margin_cost: dict[str, Any] | None
+    """With pseudo-queries: the point chosen without the margin and what the margin adds."""
+    corpus_size: int
     seconds: float
     persisted: bool
     curve: list[CalibrationPoint] = field(default_factory=list)
 
+    @property
+    def pseudo_queries(self) -> bool:
+        return self.queries == "pseudo"
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "pseudo_queries": self.pseudo_queries}
 
     def table(self) -> str:
         """The curve as a markdown table."""
         lines = [
-            "| candidates | prune_ratio | recall@k | rerank madds/query |",
-            "|---|---|---|---|",
+            "| candidates | prune_ratio | scales | recall@k | lower bound | rerank madds/query "
+            "| ms/query |",
+            "|---|---|---|---|---|---|---|",
         ]
         for p in self.curve:
+            ms = "-" if p.latency_ms is None else f"{p.latency_ms:.1f}"
             lines.append(
-                f"| {p.candidates} | {p.prune_ratio:g} | {p.recall:.4f} | {p.rerank_madds:,} |"
+                f"| {p.candidates} | {p.prune_ratio:g} | {','.join(map(str, p.scales))} | "
+                f"{p.recall:.4f} | {p.recall_lower:.4f} | {p.rerank_madds:,} | {ms} |"
             )
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        """What was used, promised and paid, in plain words."""
+        source = {
+            "given": "the queries passed in",
+            "recorded": "the store's recorded sample of real queries",
+            "pseudo": f"pseudo-queries made from stored documents ({self.pseudo_method}); "
+            "no real queries were passed or recorded",
+        }[self.queries]
+        lines = [f"queries: {self.n_queries}, {source}"]
+        if not self.reached:
+            lines.append(
+                f"no setting reached a lower bound of {self.required_recall:.4f} on recall@"
+                f"{self.k}; nothing was changed (try a larger candidate_grid or a lower target)"
+            )
+            return "\n".join(lines)
+        lines.append(
+            f"chosen: candidates={self.candidates}, prune_ratio={self.prune_ratio:g}, "
+            f"scales={list(self.scales or ())}: recall@{self.k} {self.expected_recall:.4f}, "
+            f"{self.confidence:.0%} lower bound {self.recall_lower:.4f} "
+            f"(needed {self.required_recall:.4f} for a target of {self.target_recall})"
+        )
+        if self.margin_cost is not None:
+            cost = self.margin_cost
+            lines.append(
+                "pseudo-queries are easier than real ones, so they had to reach "
+                f"{self.required_recall:.4f}; without that margin the choice would be "
+                f"{cost['candidates']} candidates: the margin costs "
+                f"{cost['extra_candidates']:+d} candidates, "
+                f"{cost['extra_madds_percent']:+.0f}% rerank multiply-adds. Pass real "
+                "queries, or record them (record_queries=1000), to calibrate without it"
+            )
+        lines.append("persisted as the store's defaults" if self.persisted else "not persisted")
         return "\n".join(lines)
 
 
 def default_grid(k: int, count: int) -> list[int]:
     """Candidate counts tried: from the first power of two >= k up to 2048 (or the
     collection's size), in steps of 1.5x and 2x (16, 24, 32, 48, 64, 96, ...)."""
-    start = 1 << max(0, math.ceil(math.log2(max(k, 1))))
+    start = 1 << max(0, int(np.ceil(np.log2(max(k, 1)))))
     steps = sorted({c for p in range(start.bit_length() - 1, 12) for c in (2**p, 3 * 2**p // 2)})
     grid = []
     for c in steps:
@@ -107,88 +178,169 @@ def default_grid(k: int, count: int) -> list[int]:
     return grid
 
 
+def default_schedules(search_dim: int, dim: int) -> list[tuple[int, ...]]:
+    """Scales schedules tried: the default doubling, one middle stage, full only."""
+    out = [default_scales(search_dim, dim)]
+    if 2 * search_dim < dim:
+        out.append((2 * search_dim, dim))
+    out.append((dim,))
+    return list(dict.fromkeys(out))
+
+
+def _tiers(grid: Sequence[int]) -> list[int]:
+    top = max(grid)
+    return sorted({min(top, t) for t in (256, 1024)} | {top})
+
+
 def _madds(plan_sizes: Sequence[int], scales: Sequence[int]) -> int:
     bounds = [0, *scales]
     return int(sum(n * (b - a) for n, a, b in zip(plan_sizes, bounds, bounds[1:])))
 
 
+def is_stale(engine: Engine, count: int | None = None) -> bool:
+    """True when the collection grew past ``GROWTH_FACTOR`` x its size at calibration."""
+    size = engine.config.get("calibration", {}).get("corpus_size")
+    if not size or engine.layout is None:
+        return False
+    count = engine.collection.count() if count is None else count
+    return count > GROWTH_FACTOR * size
+
+
+def warn_if_stale(engine: Engine) -> None:
+    """Warn (once, on opening a store) when the calibration no longer fits the data."""
+    report = engine.config.get("calibration", {})
+    if report.get("corpus_size") and is_stale(engine):
+        import warnings
+
+        warnings.warn(
+            f"collection {engine.collection.name!r} was calibrated at "
+            f"{report['corpus_size']:,} rows and has grown past {GROWTH_FACTOR:g}x that; "
+            "its funnel defaults may no longer reach the target recall: rerun "
+            "store.calibrate()",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def calibrate(
-    store: MatryoshkaMilvus,
+    engine: Engine,
+    embed_queries: Callable[[list[str]], Any] | None = None,
     queries: Sequence[str] | None = None,
     *,
     query_vectors: np.ndarray | None = None,
     k: int = 10,
     target_recall: float = 0.99,
-    n_pseudo: int = 200,
+    confidence: float = 0.95,
+    use_recorded: bool = True,
+    pseudo: str | None = None,
+    pseudo_margin: float | None = None,
+    n_pseudo: int = DEFAULT_N_PSEUDO,
     candidate_grid: Sequence[int] | None = None,
-    prune_ratios: Sequence[float] = (0.5, 1.0),
+    prune_ratios: Sequence[float] = DEFAULT_PRUNE_RATIOS,
     scales: Sequence[int] | None = None,
+    measure_latency: bool = True,
     persist: bool = True,
     seed: int = 0,
     show_progress: bool = False,
 ) -> CalibrationResult:
-    """Find the cheapest funnel reaching ``target_recall`` (recall@k vs exact search).
+    """Find the cheapest funnel whose recall@k lower bound reaches ``target_recall``.
 
-    ``queries`` (texts) or ``query_vectors`` (their full embeddings) are held-out
-    queries; with neither, ``n_pseudo`` stored documents serve as queries.
-
-    See the module docstring for the method. With ``persist`` the chosen
-    ``candidates``, ``prune_ratio`` and ``scales`` become the store's defaults (and its
-    retrievers'), stored with the collection for every later client.
+    ``engine`` is the store's core and ``embed_queries`` its query embedding (needed
+    for query texts and for span pseudo-queries); ``queries`` (texts) or
+    ``query_vectors`` are held-out queries. With neither, the recorded sample is used
+    (``use_recorded``), else ``n_pseudo`` pseudo-queries made by ``pseudo`` ("spans"
+    when a model is at hand, else "perturbed"; "documents" is the old method).
+    ``pseudo_margin`` overrides the measured :data:`PSEUDO_MISS_RATIO` of the method.
+    ``scales`` pins one schedule (default: :func:`default_schedules`). See the module
+    docstring for the method.
     """
     started = time.perf_counter()
-    engine = store._engine
-    layout = engine._require_layout()
+    layout = engine.layout or engine.refresh()
+    if layout is None:
+        raise InvalidInputError(
+            f"collection {engine.collection.name!r} is empty; add documents before calibrating"
+        )
     if not 0.0 < target_recall <= 1.0:
         raise ConfigurationError(
             f"target_recall={target_recall!r} must be in (0, 1]; pass e.g. 0.99"
         )
-    make_plan(dim=layout.dim, search_dim=layout.search_dim, k=k, scales=scales)
-
+    if not 0.5 <= confidence < 1.0:
+        raise ConfigurationError(f"confidence={confidence!r} must be in [0.5, 1); pass e.g. 0.95")
+    if pseudo_margin is not None and not (
+        isinstance(pseudo_margin, (int, float)) and pseudo_margin >= 1.0
+    ):
+        raise ConfigurationError(
+            f"pseudo_margin={pseudo_margin!r} must be a number >= 1 (real misses per "
+            "pseudo-query miss; 1.0 trusts pseudo-queries as they are); pass e.g. 1.5"
+        )
+    if pseudo is not None and pseudo not in _pseudo.PSEUDO_METHODS:
+        raise ConfigurationError(
+            f"pseudo={pseudo!r} is not a pseudo-query method; pass one of "
+            + ", ".join(repr(m) for m in _pseudo.PSEUDO_METHODS)
+        )
+    schedules = (
+        [tuple(make_plan(dim=layout.dim, search_dim=layout.search_dim, k=k, scales=scales).scales)]
+        if scales is not None
+        else default_schedules(layout.search_dim, layout.dim)
+    )
     if queries is not None and query_vectors is not None:
         raise ConfigurationError("pass queries (texts) or query_vectors, not both")
-    pseudo = queries is None and query_vectors is None
-    if pseudo:
-        ids = engine.collection.all_ids()
-        rng = np.random.default_rng(seed)
-        chosen = [ids[i] for i in rng.choice(len(ids), min(n_pseudo, len(ids)), replace=False)]
-        self_ids, stored = engine.stored_vectors(chosen)
-        # Stored vectors are rotated; queries go through the rotation again.
-        qvecs = stored @ engine.basis.T if engine.basis is not None else stored
-        extra = 1
-    else:
+    rng = np.random.default_rng(seed)
+    method = None
+    if queries is not None or query_vectors is not None:
+        source = "given"
         if query_vectors is None:
-            query_vectors = store._embed_queries(list(queries))
+            if embed_queries is None:
+                raise ConfigurationError(
+                    "query texts need the store's embedding model; pass query_vectors"
+                )
+            query_vectors = embed_queries(list(queries))
         qvecs = np.asarray(query_vectors, dtype=np.float32)
-        self_ids = [None] * len(qvecs)
-        extra = 0
+        own: list[str | None] = [None] * len(qvecs)
+    else:
+        qvecs = np.zeros((0, layout.dim), np.float32)
+        if use_recorded:
+            if engine.query_log is not None:
+                engine.query_log.flush()
+            qvecs = _querylog.read_recorded(engine.meta, layout.dim)[0]
+        if len(qvecs):
+            source, own = "recorded", [None] * len(qvecs)
+        else:
+            source = "pseudo"
+            method = pseudo or ("spans" if embed_queries is not None else "perturbed")
+            qvecs, own = _pseudo_queries(engine, embed_queries, method, n_pseudo, rng)
     if len(qvecs) == 0:
         raise ConfigurationError("calibration needs at least one query; pass queries=[...]")
+    extra = 0 if source != "pseudo" else 1
 
     truth_ids, _ = engine.exact(qvecs, k + extra)
-    truth = [[i for i in row if i != own][:k] for row, own in zip(truth_ids, self_ids)]
-
+    truth = [[i for i in row if i != o][:k] for row, o in zip(truth_ids, own)]
     count = engine.collection.count()
     grid = sorted(set(candidate_grid or default_grid(k + extra, count)))
     if grid[0] < k + extra:
         raise ConfigurationError(
             f"candidate_grid={list(grid)} holds counts below k={k}; pass counts >= {k + extra}"
         )
-    plans = {
-        (c, p): make_plan(
-            dim=layout.dim,
-            search_dim=layout.search_dim,
-            k=k + extra,
-            candidates=c,
-            scales=scales,
-            prune_ratio=p,
-        )
-        for c in grid
-        for p in prune_ratios
-    }
-    hits = {key: 0 for key in plans}
-    denom = sum(len(t) for t in truth) or 1
-    done = 0  # grid counts up to this one have been measured
+    plans = {}
+    for c in grid:
+        for sc in schedules:
+            for p in prune_ratios if len(sc) > 1 else (1.0,):
+                plans[(c, float(p), sc)] = make_plan(
+                    dim=layout.dim,
+                    search_dim=layout.search_dim,
+                    k=k + extra,
+                    candidates=c,
+                    scales=sc,
+                    prune_ratio=p,
+                )
+    ratio = 1.0
+    if method is not None:
+        ratio = PSEUDO_MISS_RATIO[method] if pseudo_margin is None else float(pseudo_margin)
+    required = 1.0 - (1.0 - target_recall) / ratio
+    denom = np.array([max(len(t), 1) for t in truth], dtype=np.float64)
+    hits = {key: np.zeros(len(qvecs)) for key in plans}
+    lower: dict[tuple, float] = {}
+    done = 0
     for tier in _tiers(grid):
         todo = {key: plan for key, plan in plans.items() if done < key[0] <= tier}
         chunk = max(1, CANDIDATE_BUDGET // (tier * layout.dim))
@@ -199,60 +351,192 @@ def calibrate(
             starts = tqdm(starts, desc=f"calibrating (<= {tier} candidates)", unit="chunk")
         for start in starts:
             q, cands = engine.head_candidates(qvecs[start : start + chunk], tier)
-            for (c, p), plan in todo.items():
+            for key, plan in todo.items():
+                c = key[0]
                 ranked = funnel_rerank(q, cands.vectors[:, :c], np.minimum(cands.n_valid, c), plan)
                 for qi, row in enumerate(ranked.indices.tolist()):
-                    own = self_ids[start + qi]
-                    got = [cands.ids[qi][j] for j in row if j >= 0 and cands.ids[qi][j] != own]
-                    hits[(c, p)] += len(set(got[:k]) & set(truth[start + qi]))
-        done = tier
-        if any(hits[key] / denom >= target_recall for key in todo):
-            break  # larger counts only cost more
-    measured = {key for key in plans if key[0] <= done}
-
-    curve = []
-    for (c, p), plan in plans.items():
-        if (c, p) not in measured:
-            continue
-        curve.append(
-            CalibrationPoint(
-                candidates=c,
-                prune_ratio=p,
-                recall=hits[(c, p)] / denom,
-                rerank_madds=_madds(plan.stage_sizes(), plan.scales),
-            )
+                    o = own[start + qi]
+                    got = [cands.ids[qi][j] for j in row if j >= 0 and cands.ids[qi][j] != o]
+                    hits[key][start + qi] = len(set(got[:k]) & set(truth[start + qi]))
+        keys = list(todo)
+        bounds = recall_lower_bounds(
+            np.stack([hits[key] / denom for key in keys]), k, confidence, seed=seed
         )
-    curve.sort(key=lambda pt: (pt.candidates, pt.prune_ratio))
-    reaching = [pt for pt in curve if pt.recall >= target_recall]
-    best = min(reaching, key=lambda pt: (pt.candidates, pt.rerank_madds), default=None)
-    plan_scales = next(iter(plans.values())).scales
+        lower.update(zip(keys, bounds.tolist()))
+        done = tier
+        if any(lower[key] >= required for key in keys):
+            break  # larger counts only cost more
+
+    curve = [
+        CalibrationPoint(
+            candidates=key[0],
+            prune_ratio=key[1],
+            scales=key[2],
+            recall=float(np.mean(hits[key] / denom)),
+            recall_lower=lower[key],
+            rerank_madds=_madds(plan.stage_sizes(), plan.scales),
+        )
+        for key, plan in plans.items()
+        if key in lower
+    ]
+    best = _contenders(curve, required)
+    if measure_latency and best:
+        timed = _latencies(engine, qvecs, best, k)
+        best = [_with(pt, latency_ms=timed[i]) for i, pt in enumerate(best)]
+    chosen = _choose(best)
+    if chosen is not None and measure_latency:
+        curve = [
+            next((b for b in best if _key(b) == _key(pt)), pt) for pt in curve
+        ]
+    curve.sort(key=lambda pt: (pt.scales, pt.prune_ratio, pt.candidates))
+
+    margin_cost = None
+    if source == "pseudo" and chosen is not None:
+        loose = _choose(_contenders(curve, target_recall), by_latency=False)
+        if loose is not None:
+            margin_cost = {
+                "candidates": loose.candidates,
+                "prune_ratio": loose.prune_ratio,
+                "scales": list(loose.scales),
+                "extra_candidates": chosen.candidates - loose.candidates,
+                "extra_madds_percent": 100.0 * (chosen.rerank_madds / loose.rerank_madds - 1.0),
+                "miss_ratio": ratio,
+            }
     persisted = False
-    if best is not None and persist:
+    if chosen is not None and persist:
         engine.save_defaults(
             {
-                "candidates": best.candidates,
-                "prune_ratio": best.prune_ratio,
-                "scales": list(plan_scales),
+                "candidates": chosen.candidates,
+                "prune_ratio": chosen.prune_ratio,
+                "scales": list(chosen.scales),
             },
             {
                 "k": k,
                 "target_recall": target_recall,
-                "recall": best.recall,
+                "confidence": confidence,
+                "recall": chosen.recall,
+                "recall_lower": chosen.recall_lower,
+                "required_recall": required,
                 "n_queries": len(qvecs),
-                "pseudo_queries": pseudo,
+                "queries": source,
+                "pseudo_queries": source == "pseudo",
+                "pseudo_method": method,
+                "corpus_size": count,
+                "calibrated_at": time.time(),
             },
         )
         persisted = True
     return CalibrationResult(
         k=k,
         target_recall=target_recall,
-        reached=best is not None,
-        candidates=None if best is None else best.candidates,
-        prune_ratio=None if best is None else best.prune_ratio,
-        scales=tuple(plan_scales),
+        confidence=confidence,
+        reached=chosen is not None,
+        candidates=None if chosen is None else chosen.candidates,
+        prune_ratio=None if chosen is None else chosen.prune_ratio,
+        scales=None if chosen is None else chosen.scales,
+        expected_recall=None if chosen is None else chosen.recall,
+        recall_lower=None if chosen is None else chosen.recall_lower,
+        queries=source,
         n_queries=len(qvecs),
-        pseudo_queries=pseudo,
+        pseudo_method=method,
+        required_recall=required,
+        margin_cost=margin_cost,
+        corpus_size=count,
         seconds=time.perf_counter() - started,
         persisted=persisted,
         curve=curve,
     )
+
+
+def _pseudo_queries(
+    engine: Engine,
+    embed_queries: Callable[[list[str]], Any] | None,
+    method: str,
+    n: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, list[str | None]]:
+    """Pseudo-query vectors (in the embedding's own basis) and their source ids."""
+    ids = engine.collection.all_ids()
+    chosen = [ids[i] for i in rng.choice(len(ids), min(n, len(ids)), replace=False)]
+    if method == "spans":
+        if embed_queries is None:
+            raise ConfigurationError(
+                "pseudo='spans' embeds spans of the documents and needs the store's "
+                "embedding model; pass pseudo='perturbed' (no model) or real queries"
+            )
+        docs: dict[str, str] = {}
+        for start in range(0, len(chosen), 1024):
+            for row in engine.collection.get(chosen[start : start + 1024]):
+                docs[str(row[_milvus.FIELD_ID])] = row[_milvus.FIELD_TEXT]
+        found = [i for i in chosen if docs.get(i)]
+        texts = _pseudo.spans([docs[i] for i in found], rng)
+        return np.asarray(embed_queries(texts), dtype=np.float32), list(found)
+    found, stored = engine.stored_vectors(chosen)
+    plain = stored @ engine.basis.T if engine.basis is not None else stored
+    if method == "documents":
+        return plain, list(found)
+    return _pseudo.perturb(plain, PERTURB_COSINE, rng), list(found)
+
+
+#: Cosine between a perturbed pseudo-query and its source document: the median
+#: cosine between a real query and its nearest document, measured apart from any
+#: evaluation (SciFact train queries with all-MiniLM-L6-v2; see the benchmark).
+PERTURB_COSINE = 0.6
+
+
+def _key(pt: CalibrationPoint) -> tuple:
+    return (pt.candidates, pt.prune_ratio, pt.scales)
+
+
+def _with(pt: CalibrationPoint, **changes: Any) -> CalibrationPoint:
+    return CalibrationPoint(**{**asdict(pt), "scales": pt.scales, **changes})
+
+
+def _contenders(curve: list[CalibrationPoint], required: float) -> list[CalibrationPoint]:
+    """Per (prune ratio, scales): the fewest candidates whose bound reaches ``required``."""
+    best: dict[tuple, CalibrationPoint] = {}
+    for pt in sorted(curve, key=lambda p: p.candidates):
+        shape = (pt.prune_ratio, pt.scales)
+        if pt.recall_lower >= required and shape not in best:
+            best[shape] = pt
+    return sorted(best.values(), key=lambda p: (p.candidates, p.rerank_madds))
+
+
+def _choose(
+    contenders: list[CalibrationPoint], by_latency: bool = True
+) -> CalibrationPoint | None:
+    """Fewest candidates, then fewest madds; a faster one (beyond the tie band) wins."""
+    if not contenders:
+        return None
+    chosen = contenders[0]
+    if by_latency:
+        for pt in contenders[1:]:
+            if (
+                pt.latency_ms is not None
+                and chosen.latency_ms is not None
+                and pt.latency_ms < chosen.latency_ms * (1.0 - LATENCY_TIE)
+            ):
+                chosen = pt
+    return chosen
+
+
+def _latencies(
+    engine: Engine, qvecs: np.ndarray, points: list[CalibrationPoint], k: int, rounds: int = 15
+) -> list[float]:
+    """Median ms of single-query searches per point, interleaved so noise is shared."""
+    planned = [
+        engine.plan(
+            k,
+            {"candidates": p.candidates, "prune_ratio": p.prune_ratio, "scales": list(p.scales)},
+        )
+        for p in points
+    ]
+    times: list[list[float]] = [[] for _ in points]
+    for r in range(rounds):
+        q = qvecs[r % len(qvecs)][None, :]
+        order = range(len(points)) if r % 2 == 0 else reversed(range(len(points)))
+        for i in order:
+            t0 = time.perf_counter()
+            engine.search(q, planned[i], record=False)
+            times[i].append(1000.0 * (time.perf_counter() - t0))
+    return [float(np.median(t)) for t in times]

@@ -62,25 +62,37 @@ def _calibrate(args: argparse.Namespace) -> None:
 
     from .vectorstore import MatryoshkaMilvus
 
-    if args.queries:
+    queries = None
+    if args.queries or args.model:
         _, embeddings = _load_embeddings(args.model, args.device)
+    else:
+        embeddings = FakeEmbeddings(size=1)  # recorded or perturbed queries embed nothing
+    if args.queries:
         with open(args.queries, encoding="utf-8") as f:
             queries = [line.strip() for line in f if line.strip()]
-    else:
-        embeddings, queries = FakeEmbeddings(size=1), None  # pseudo-queries embed nothing
+    pseudo = args.pseudo or (None if args.model else "perturbed")
     store = MatryoshkaMilvus(
         embeddings, collection_name=args.collection, connection_args={"uri": args.db}
     )
-    result = store.calibrate(
-        queries,
-        k=args.k,
-        target_recall=args.target,
-        n_pseudo=args.n_pseudo,
-        persist=not args.dry_run,
-        show_progress=True,
-    )
+    try:
+        result = store.calibrate(
+            queries,
+            k=args.k,
+            target_recall=args.target,
+            confidence=args.confidence,
+            use_recorded=not args.no_recorded,
+            pseudo=pseudo,
+            n_pseudo=args.n_pseudo,
+            persist=not args.dry_run,
+            show_progress=True,
+        )
+    finally:
+        store.close()
     print(result.table())
-    print(json.dumps({k: v for k, v in result.to_dict().items() if k != "curve"}, indent=2))
+    print()
+    print(result.summary())
+    if args.json:
+        print(json.dumps({k: v for k, v in result.to_dict().items() if k != "curve"}, indent=2))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -119,14 +131,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     cal.add_argument("--collection", default="langchain_matryoshka")
     cal.add_argument(
         "--queries",
-        help="file of held-out queries, one per line "
-        "(default: pseudo-queries from the stored documents)",
+        help="file of held-out queries, one per line (default: the store's recorded "
+        "queries if it keeps them, else pseudo-queries made from the stored documents)",
     )
-    cal.add_argument("--model", help="model for --queries")
+    cal.add_argument(
+        "--model",
+        help="the store's embedding model, for --queries and for span pseudo-queries "
+        "(without it pseudo-queries are perturbed stored vectors)",
+    )
     cal.add_argument("--device", default=None)
     cal.add_argument("--k", type=int, default=10)
     cal.add_argument("--target", type=float, default=0.99)
-    cal.add_argument("--n-pseudo", type=int, default=200)
+    cal.add_argument("--confidence", type=float, default=0.95)
+    cal.add_argument(
+        "--pseudo", choices=["spans", "perturbed", "documents"], default=None,
+        help="pseudo-query method (default: spans with --model, else perturbed)",
+    )
+    cal.add_argument("--n-pseudo", type=int, default=1000)
+    cal.add_argument(
+        "--no-recorded", action="store_true", help="ignore the store's recorded queries"
+    )
+    cal.add_argument("--json", action="store_true", help="also print the result as JSON")
     cal.add_argument("--dry-run", action="store_true", help="measure without storing")
     cal.set_defaults(func=_calibrate)
 

@@ -2,7 +2,7 @@
 
 Everything runs through the package's own store on Milvus: documents are ingested with
 :meth:`MatryoshkaMilvus.add_embeddings`, exact search streams every stored full vector
-(:meth:`_engine.Engine.exact`), head-only search is Milvus' head ranking, and the funnel
+(``store.engine.exact``), head-only search is Milvus' head ranking, and the funnel
 is the store's own search. IR metrics come from ``pytrec_eval`` (the evaluator BEIR and
 MTEB use); recall against exact search is the overlap of the top ``k`` lists.
 
@@ -266,7 +266,7 @@ def evaluate_beir(
                 bar.update(min(chunk, len(data.doc_ids) - start))
             bar.close()
             store.build_index()
-            engine = store._engine
+            engine = store.engine
 
             # exact full-dimension search, streamed from Milvus
             t0 = time.perf_counter()
@@ -355,7 +355,7 @@ def _run_funnel(
         timings: dict[str, float] = {}
         planned = engine.plan(k, options)
         t0 = time.perf_counter()
-        hits = engine.search(q[None, :], planned, timings)[0]
+        hits = engine.search(q[None, :], planned, timings, record=False)[0]
         lat.append(1000 * (time.perf_counter() - t0))
         stages.append(timings)
         ranked.append([h.document.id for h in hits])

@@ -84,6 +84,12 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, VectorStore):
             after the rerank on Milvus Lite, with the candidates on servers, where a
             second read at "Strong" consistency costs a second wait).
 
+    Key init args — calibration:
+        record_queries: int
+            Keep the last N query vectors in the settings collection for
+            :meth:`calibrate` (default 0: none). No texts unless
+            ``record_query_texts=True``; see ``langchain_matryoshka._querylog``.
+
     Key init args — ingestion:
         batch_size: int
             Rows per Milvus upsert (default 1000).
@@ -172,6 +178,8 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, VectorStore):
         num_partitions: int | None = None,
         full_text_search: bool = False,
         analyzer: str | Mapping[str, Any] | None = None,
+        record_queries: int = 0,
+        record_query_texts: bool = False,
         drop_old: bool = False,
     ) -> None:
         if not isinstance(embedding, Embeddings):
@@ -235,6 +243,14 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, VectorStore):
             rotation_sample=rotation_sample,
             declared=declared,
         )
+        if record_queries:
+            from ._querylog import QueryLog
+
+            self._engine.query_log = QueryLog(meta, record_queries, texts=record_query_texts)
+        if self._engine.layout is not None:
+            from .calibration import warn_if_stale
+
+            warn_if_stale(self._engine)
 
     # ------------------------------------------------------------------ properties
 
@@ -257,6 +273,19 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, VectorStore):
     def rotation(self) -> np.ndarray | None:
         """The orthogonal ``[dim, dim]`` basis applied to every vector, if any."""
         return self._engine.basis
+
+    @property
+    def engine(self) -> Engine:
+        """The store's sync core, for calibration and evaluation (not LangChain API)."""
+        return self._engine
+
+    @property
+    def calibration_stale(self) -> bool:
+        """True when the collection has grown past ``calibration.GROWTH_FACTOR`` x
+        the size it was calibrated at (rerun :meth:`calibrate`)."""
+        from .calibration import is_stale
+
+        return is_stale(self._engine)
 
     @property
     def funnel_defaults(self) -> dict[str, Any]:
@@ -385,7 +414,8 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, VectorStore):
         check_queries(queries)
         if planned is None:
             return [[] for _ in queries]
-        return pairs(self._engine.search(np.asarray(self._embed_queries(queries)), planned))
+        vectors = np.asarray(self._embed_queries(queries))
+        return pairs(self._engine.search(vectors, planned, query_texts=list(queries)))
 
     def search_batch_with_score_by_vector(
         self, embeddings: Sequence[Sequence[float]] | np.ndarray, k: int = 4, **kwargs: Any
@@ -518,15 +548,17 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, VectorStore):
     def calibrate(self, queries: Sequence[str] | None = None, **kwargs: Any) -> CalibrationResult:
         """Find and persist the cheapest funnel reaching a target recall@k.
 
-        ``queries``: held-out query texts (None: pseudo-queries sampled from the
-        stored documents). Keyword options: ``k`` (10), ``target_recall`` (0.99),
-        ``n_pseudo`` (200), ``candidate_grid``, ``prune_ratios`` ((0.5, 1.0)),
-        ``scales``, ``persist`` (True), ``seed``, ``show_progress``. See
+        ``queries``: held-out query texts (None: the recorded sample of real queries
+        if the store keeps one, else pseudo-queries made from the stored documents).
+        Keyword options: ``query_vectors``, ``k`` (10), ``target_recall`` (0.99),
+        ``confidence`` (0.95), ``use_recorded``, ``pseudo``, ``n_pseudo`` (1000),
+        ``candidate_grid``, ``prune_ratios``, ``scales``, ``measure_latency``,
+        ``persist`` (True), ``seed``, ``show_progress``. See
         :func:`langchain_matryoshka.calibration.calibrate`.
         """
         from .calibration import calibrate
 
-        return calibrate(self, queries, **kwargs)
+        return calibrate(self._engine, self._embed_queries, queries, **kwargs)
 
     def exact_search_with_score(self, query: str, k: int = 4) -> list[tuple[str, float]]:
         """Exact full-dimension cosine top ``k`` ids over every stored row (slow; a reference)."""
@@ -535,6 +567,8 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, VectorStore):
         return list(zip(ids[0], scores[0].tolist()))
 
     def close(self) -> None:
-        """Close the Milvus client if this store opened it."""
+        """Write recorded queries still in memory; close the client if this store opened it."""
+        if self._engine.query_log is not None:
+            self._engine.query_log.close()
         if self._owns_client:
             self.client.close()

@@ -47,19 +47,27 @@ def recall_at(store, qtexts, queries, docs, k, **options) -> float:
 def test_calibration_reaches_the_target_and_becomes_the_default(store, corpus, table) -> None:
     _, docs, qtexts, queries = corpus
     result = store.calibrate(
-        qtexts, k=5, target_recall=0.95, candidate_grid=[5, 10, 20, 40, 80, 160]
+        qtexts, k=5, target_recall=0.9, candidate_grid=[5, 10, 20, 40, 80, 160]
     )
     assert result.reached and result.persisted and not result.pseudo_queries
-    assert result.n_queries == len(qtexts)
+    assert result.queries == "given" and result.n_queries == len(qtexts)
+    assert result.required_recall == 0.9 and result.margin_cost is None
     chosen = next(
         p
         for p in result.curve
-        if (p.candidates, p.prune_ratio) == (result.candidates, result.prune_ratio)
+        if (p.candidates, p.prune_ratio, p.scales)
+        == (result.candidates, result.prune_ratio, result.scales)
     )
-    assert chosen.recall >= 0.95
-    # nothing cheaper reached the target
-    assert all(p.recall < 0.95 for p in result.curve if p.candidates < result.candidates)
-    assert store.funnel_defaults["candidates"] == result.candidates
+    # the promise is the lower bound, and it sits below the mean it bounds
+    assert chosen.recall_lower >= 0.9 and result.recall_lower == chosen.recall_lower
+    assert chosen.recall_lower <= chosen.recall == result.expected_recall
+    # nothing with fewer candidates proved the target, whatever its shape
+    assert all(p.recall_lower < 0.9 for p in result.curve if p.candidates < result.candidates)
+    assert store.funnel_defaults == {
+        "candidates": result.candidates,
+        "prune_ratio": result.prune_ratio,
+        "scales": list(result.scales),
+    }
     # the calibrated default is what searches without options now use, and it delivers
     assert recall_at(store, qtexts, queries, docs, 5) == pytest.approx(chosen.recall)
     # persisted with the collection: a new client gets the same defaults
@@ -73,45 +81,87 @@ def test_calibration_reaches_the_target_and_becomes_the_default(store, corpus, t
         table, collection_name=store.collection_name, client=store.client, candidates=150
     )
     assert pinned.funnel_defaults["candidates"] == 150
-    assert "| candidates | prune_ratio |" in result.table()
+    assert "| candidates | prune_ratio | scales |" in result.table()
+    assert "the queries passed in" in result.summary()
+
+
+def test_the_whole_funnel_is_calibrated_and_contenders_are_timed(store, corpus) -> None:
+    _, _, qtexts, _ = corpus
+    result = store.calibrate(qtexts, k=5, target_recall=0.8, candidate_grid=[5, 10, 20, 40])
+    shapes = {(p.prune_ratio, p.scales) for p in result.curve}
+    # three schedules for 8 of 32 dims; the full-only one has nothing to prune
+    assert shapes == {(0.5, (16, 32)), (1.0, (16, 32)), (1.0, (32,))}
+    madds = {(p.candidates, p.prune_ratio, p.scales): p.rerank_madds for p in result.curve}
+    assert madds[(40, 1.0, (32,))] == 40 * 32
+    assert madds[(40, 0.5, (16, 32))] == 40 * 16 + 20 * 16
+    timed = [p for p in result.curve if p.latency_ms is not None]
+    assert timed and all(p.recall_lower >= 0.8 and p.latency_ms > 0 for p in timed)
+    # one timed contender per shape: the fewest candidates that reached
+    assert len({(p.prune_ratio, p.scales) for p in timed}) == len(timed)
+    assert (result.candidates, result.prune_ratio, result.scales) in {
+        (p.candidates, p.prune_ratio, p.scales) for p in timed
+    }
+    pinned = store.calibrate(
+        qtexts, k=5, target_recall=0.8, scales=[32], measure_latency=False, persist=False
+    )
+    assert {p.scales for p in pinned.curve} == {(32,)}
+    assert all(p.latency_ms is None for p in pinned.curve)
 
 
 def test_pseudo_queries_and_unreachable_targets(store) -> None:
-    result = store.calibrate(k=5, n_pseudo=30, target_recall=0.9, persist=False)
-    assert result.pseudo_queries and result.n_queries == 30 and result.reached
+    result = store.calibrate(
+        k=5, n_pseudo=30, target_recall=0.6, persist=False, pseudo="documents"
+    )
+    assert result.pseudo_queries and result.queries == "pseudo"
+    assert result.pseudo_method == "documents" and result.n_queries == 30 and result.reached
     assert not result.persisted and store.funnel_defaults["candidates"] is None
-    recalls = {p.candidates: p.recall for p in result.curve if p.prune_ratio == 1.0}
+    # pseudo-queries must reach a stricter level, and the result says what that costs
+    assert result.required_recall == pytest.approx(1 - 0.4 / 4.0)
+    assert result.margin_cost["extra_candidates"] >= 0
+    assert "pseudo-queries" in result.summary() and "record_queries" in result.summary()
+    recalls = {p.candidates: p.recall for p in result.curve if p.scales == (32,)}
     assert recalls[max(recalls)] >= recalls[min(recalls)]
+    perturbed = store.calibrate(k=5, n_pseudo=30, target_recall=0.6, persist=False,
+                                pseudo="perturbed", measure_latency=False)
+    assert perturbed.pseudo_method == "perturbed" and perturbed.n_queries == 30
     hopeless = store.calibrate(
-        k=5, n_pseudo=30, target_recall=1.0, candidate_grid=[6], prune_ratios=[0.5]
+        k=5,
+        n_pseudo=30,
+        target_recall=1.0,
+        candidate_grid=[6],
+        prune_ratios=[0.5],
+        pseudo="documents",
     )
     assert not hopeless.reached and hopeless.candidates is None and not hopeless.persisted
+    assert "no setting reached" in hopeless.summary()
     with pytest.raises(ConfigurationError, match="target_recall=1.5"):
         store.calibrate(k=5, target_recall=1.5)
+    with pytest.raises(ConfigurationError, match="pseudo='nope'"):
+        store.calibrate(k=5, pseudo="nope")
+    with pytest.raises(ConfigurationError, match="pseudo_margin=0.5"):
+        store.calibrate(k=5, pseudo_margin=0.5)
+    with pytest.raises(ConfigurationError, match="confidence=1.0"):
+        store.calibrate(k=5, confidence=1.0)
 
 
 def test_deep_tiers_are_fetched_only_when_needed(store) -> None:
     depths = []
-    head_candidates = store._engine.head_candidates
-    store._engine.head_candidates = lambda q, limit: (
+    head_candidates = store.engine.head_candidates
+    store.engine.head_candidates = lambda q, limit: (
         depths.append(limit),
         head_candidates(q, limit),
     )[1]
-    easy = store.calibrate(
-        k=5, n_pseudo=20, target_recall=0.5, persist=False, candidate_grid=[8, 64, 512, 1024]
-    )
+    options = {"k": 5, "n_pseudo": 20, "persist": False, "pseudo": "documents",
+               "pseudo_margin": 1.0, "measure_latency": False}
+    easy = store.calibrate(target_recall=0.5, candidate_grid=[8, 64, 512, 1024], **options)
     assert easy.reached and set(depths) == {256}
     assert {p.candidates for p in easy.curve} == {8, 64}
     depths.clear()
     hard = store.calibrate(
-        k=5,
-        n_pseudo=20,
-        target_recall=1.0,
-        persist=False,
-        candidate_grid=[8, 64, 512],
-        prune_ratios=[1.0],
+        target_recall=0.9, candidate_grid=[8, 64, 512], prune_ratios=[1.0], scales=[32],
+        **options,
     )
-    recall = {p.candidates: p.recall for p in hard.curve}
-    assert recall[64] < 1.0  # so the 256 tier cannot stop the search...
+    lower = {p.candidates: p.recall_lower for p in hard.curve}
+    assert lower[64] < 0.9  # so the 256 tier cannot stop the search...
     assert depths == [256, 512]  # ...and the next tier is fetched
-    assert hard.reached and hard.candidates == 512 and recall[512] == 1.0
+    assert hard.reached and hard.candidates == 512
