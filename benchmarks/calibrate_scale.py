@@ -69,8 +69,9 @@ def main() -> None:
     store.build_index()
     ingest_s = time.perf_counter() - t0
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # FakeEmbeddings cannot embed spans: perturbed stored vectors need no model
     result = store.calibrate(k=10, target_recall=args.target, n_pseudo=args.n_pseudo,
-                             show_progress=True)
+                             pseudo="perturbed", show_progress=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(result.table())
     figures = {

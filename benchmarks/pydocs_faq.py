@@ -85,10 +85,10 @@ def main() -> None:
     for part in ("library", "reference", "tutorial", "howto"):
         for path in sorted((src / part).rglob("*.rst.txt")):
             for heading, body in _sections(path):
-                for j, chunk in enumerate(_chunks(_clean(body), args.words)):
+                for chunk in _chunks(_clean(body), args.words):
                     if len(chunk.split()) >= 20:
-                        others.append({"_id": f"{path.stem}-{len(others)}", "title": _clean(heading),
-                                       "text": chunk})
+                        doc_id = f"{path.stem}-{len(others)}"
+                        others.append({"_id": doc_id, "title": _clean(heading), "text": chunk})
     random.Random(args.seed).shuffle(others)
     corpus += others[: max(0, args.max_docs - len(corpus))]
 

@@ -46,9 +46,7 @@ def main() -> None:
         )
         plain.add_embeddings([f"d{i}" for i in range(args.rows)], docs)
         plain.build_index()
-        rec = MatryoshkaMilvus(
-            plain.embedding, client=plain.client, record_queries=args.record
-        )
+        rec = MatryoshkaMilvus(plain.embedding, client=plain.client, record_queries=args.record)
         times = {"plain": [], "recording": []}
         for i, q in enumerate(queries):
             pair = [("plain", plain), ("recording", rec)]

@@ -222,8 +222,11 @@ def worker_ingest(args: argparse.Namespace) -> dict[str, Any]:
         out["index_build_s"] = time.perf_counter() - t0
         if args.calibrate:
             # the product's way to pick the candidate count: pseudo-queries sampled from
-            # the stored documents, target recall@10 against exact search, stored as default
-            result = store.calibrate(k=K, target_recall=args.calibrate, show_progress=True)
+            # the stored documents (perturbed: the store's FakeEmbeddings cannot embed
+            # spans), target recall@10 against exact search, stored as default
+            result = store.calibrate(
+                k=K, target_recall=args.calibrate, pseudo="perturbed", show_progress=True
+            )
             out["calibration"] = {
                 "seconds": result.seconds,
                 "candidates": result.candidates,

@@ -385,9 +385,7 @@ def calibrate(
         best = [_with(pt, latency_ms=timed[i]) for i, pt in enumerate(best)]
     chosen = _choose(best)
     if chosen is not None and measure_latency:
-        curve = [
-            next((b for b in best if _key(b) == _key(pt)), pt) for pt in curve
-        ]
+        curve = [next((b for b in best if _key(b) == _key(pt)), pt) for pt in curve]
     curve.sort(key=lambda pt: (pt.scales, pt.prune_ratio, pt.candidates))
 
     margin_cost = None
@@ -502,9 +500,7 @@ def _contenders(curve: list[CalibrationPoint], required: float) -> list[Calibrat
     return sorted(best.values(), key=lambda p: (p.candidates, p.rerank_madds))
 
 
-def _choose(
-    contenders: list[CalibrationPoint], by_latency: bool = True
-) -> CalibrationPoint | None:
+def _choose(contenders: list[CalibrationPoint], by_latency: bool = True) -> CalibrationPoint | None:
     """Fewest candidates, then fewest madds; a faster one (beyond the tie band) wins."""
     if not contenders:
         return None

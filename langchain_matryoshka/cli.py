@@ -144,7 +144,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     cal.add_argument("--target", type=float, default=0.99)
     cal.add_argument("--confidence", type=float, default=0.95)
     cal.add_argument(
-        "--pseudo", choices=["spans", "perturbed", "documents"], default=None,
+        "--pseudo",
+        choices=["spans", "perturbed", "documents"],
+        default=None,
         help="pseudo-query method (default: spans with --model, else perturbed)",
     )
     cal.add_argument("--n-pseudo", type=int, default=1000)

@@ -109,9 +109,7 @@ def test_the_whole_funnel_is_calibrated_and_contenders_are_timed(store, corpus) 
 
 
 def test_pseudo_queries_and_unreachable_targets(store) -> None:
-    result = store.calibrate(
-        k=5, n_pseudo=30, target_recall=0.6, persist=False, pseudo="documents"
-    )
+    result = store.calibrate(k=5, n_pseudo=30, target_recall=0.6, persist=False, pseudo="documents")
     assert result.pseudo_queries and result.queries == "pseudo"
     assert result.pseudo_method == "documents" and result.n_queries == 30 and result.reached
     assert not result.persisted and store.funnel_defaults["candidates"] is None
@@ -121,8 +119,14 @@ def test_pseudo_queries_and_unreachable_targets(store) -> None:
     assert "pseudo-queries" in result.summary() and "record_queries" in result.summary()
     recalls = {p.candidates: p.recall for p in result.curve if p.scales == (32,)}
     assert recalls[max(recalls)] >= recalls[min(recalls)]
-    perturbed = store.calibrate(k=5, n_pseudo=30, target_recall=0.6, persist=False,
-                                pseudo="perturbed", measure_latency=False)
+    perturbed = store.calibrate(
+        k=5,
+        n_pseudo=30,
+        target_recall=0.6,
+        persist=False,
+        pseudo="perturbed",
+        measure_latency=False,
+    )
     assert perturbed.pseudo_method == "perturbed" and perturbed.n_queries == 30
     hopeless = store.calibrate(
         k=5,
@@ -151,14 +155,23 @@ def test_deep_tiers_are_fetched_only_when_needed(store) -> None:
         depths.append(limit),
         head_candidates(q, limit),
     )[1]
-    options = {"k": 5, "n_pseudo": 20, "persist": False, "pseudo": "documents",
-               "pseudo_margin": 1.0, "measure_latency": False}
+    options = {
+        "k": 5,
+        "n_pseudo": 20,
+        "persist": False,
+        "pseudo": "documents",
+        "pseudo_margin": 1.0,
+        "measure_latency": False,
+    }
     easy = store.calibrate(target_recall=0.5, candidate_grid=[8, 64, 512, 1024], **options)
     assert easy.reached and set(depths) == {256}
     assert {p.candidates for p in easy.curve} == {8, 64}
     depths.clear()
     hard = store.calibrate(
-        target_recall=0.9, candidate_grid=[8, 64, 512], prune_ratios=[1.0], scales=[32],
+        target_recall=0.9,
+        candidate_grid=[8, 64, 512],
+        prune_ratios=[1.0],
+        scales=[32],
         **options,
     )
     lower = {p.candidates: p.recall_lower for p in hard.curve}

@@ -52,7 +52,7 @@ def _sentence(rng: np.random.Generator, topic: int, n: int = 5) -> str:
 @pytest.fixture
 def bow_store(lite_uri):
     rng = np.random.default_rng(1)
-    docs = [" ".join(_sentence(rng, t) for _ in range(8)) for t in rng.integers(TOPICS, size=600)]
+    docs = [" ".join(_sentence(rng, t) for _ in range(8)) for t in rng.integers(TOPICS, size=400)]
     store = MatryoshkaMilvus(
         BagOfWords(), connection_args={"uri": lite_uri}, search_dim=HEAD, rotation="pca"
     )
@@ -65,18 +65,28 @@ def bow_store(lite_uri):
 def _real_recall(store: MatryoshkaMilvus, result, k: int = 5) -> float:
     """Recall@k vs exact of fresh real queries at the calibrated setting."""
     rng = np.random.default_rng(7)
-    queries = [_sentence(rng, int(t)) for t in rng.integers(TOPICS, size=300)]
+    queries = [_sentence(rng, int(t)) for t in rng.integers(TOPICS, size=200)]
     vectors = np.asarray(store.embedding.embed_documents(queries), dtype=np.float32)
     exact, _ = store.engine.exact(vectors, k)
-    options = {"candidates": result.candidates, "prune_ratio": result.prune_ratio,
-               "scales": list(result.scales)}
+    options = {
+        "candidates": result.candidates,
+        "prune_ratio": result.prune_ratio,
+        "scales": list(result.scales),
+    }
     found = store.search_batch_with_score_by_vector(vectors, k=k, **options)
     return float(np.mean([len({d.id for d, _ in f} & set(e)) / k for f, e in zip(found, exact)]))
 
 
 def test_documents_as_queries_over_promise_and_spans_do_not(bow_store) -> None:
-    options = {"k": 5, "target_recall": 0.95, "n_pseudo": 300, "persist": False,
-               "measure_latency": False, "prune_ratios": [1.0], "scales": [DIM]}
+    options = {
+        "k": 5,
+        "target_recall": 0.95,
+        "n_pseudo": 200,
+        "persist": False,
+        "measure_latency": False,
+        "prune_ratios": [1.0],
+        "scales": [DIM],
+    }
     old = bow_store.calibrate(pseudo="documents", pseudo_margin=1.0, **options)
     new = bow_store.calibrate(**options)
     assert old.reached and new.reached and new.pseudo_method == "spans"
@@ -134,8 +144,15 @@ def test_recorded_queries_are_kept_trimmed_and_used(lite_uri, store, corpus, tab
     result = plain.calibrate(k=3, target_recall=0.8, measure_latency=False, persist=False)
     assert result.queries == "recorded" and result.n_queries == 20
     assert "recorded sample of real queries" in result.summary()
-    ignored = plain.calibrate(k=3, target_recall=0.8, use_recorded=False, pseudo="documents",
-                              n_pseudo=20, measure_latency=False, persist=False)
+    ignored = plain.calibrate(
+        k=3,
+        target_recall=0.8,
+        use_recorded=False,
+        pseudo="documents",
+        n_pseudo=20,
+        measure_latency=False,
+        persist=False,
+    )
     assert ignored.queries == "pseudo"
     plain.close()
     with_texts = MatryoshkaMilvus(
@@ -206,9 +223,22 @@ def _write_in_another_process(uri: str, corpus, record: int) -> None:
 
 def _cli_calibrate(uri: str, *extra: str) -> str:
     proc = subprocess.run(
-        [sys.executable, "-m", "langchain_matryoshka.cli", "calibrate", uri, "--k", "3",
-         "--target", "0.8", "--dry-run", *extra],
-        timeout=300, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "langchain_matryoshka.cli",
+            "calibrate",
+            uri,
+            "--k",
+            "3",
+            "--target",
+            "0.8",
+            "--dry-run",
+            *extra,
+        ],
+        timeout=300,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
