@@ -7,6 +7,7 @@ import pytest
 
 from langchain_matryoshka import MatryoshkaMilvus
 from langchain_matryoshka._milvus import FLOAT16_COSINE_ERROR
+from langchain_matryoshka.calibration import PSEUDO_MISS_RATIO
 from langchain_matryoshka.errors import ConfigurationError
 from langchain_matryoshka.funnel import StreamingTopK, exact_top_k
 
@@ -109,12 +110,14 @@ def test_the_whole_funnel_is_calibrated_and_contenders_are_timed(store, corpus) 
 
 
 def test_pseudo_queries_and_unreachable_targets(store) -> None:
-    result = store.calibrate(k=5, n_pseudo=30, target_recall=0.6, persist=False, pseudo="documents")
+    result = store.calibrate(
+        k=5, n_pseudo=200, target_recall=0.6, persist=False, pseudo="documents"
+    )
     assert result.pseudo_queries and result.queries == "pseudo"
-    assert result.pseudo_method == "documents" and result.n_queries == 30 and result.reached
+    assert result.pseudo_method == "documents" and result.n_queries == 200 and result.reached
     assert not result.persisted and store.funnel_defaults["candidates"] is None
     # pseudo-queries must reach a stricter level, and the result says what that costs
-    assert result.required_recall == pytest.approx(1 - 0.4 / 4.0)
+    assert result.required_recall == pytest.approx(1 - 0.4 / PSEUDO_MISS_RATIO["documents"])
     assert result.margin_cost["extra_candidates"] >= 0
     assert "pseudo-queries" in result.summary() and "record_queries" in result.summary()
     recalls = {p.candidates: p.recall for p in result.curve if p.scales == (32,)}
