@@ -172,12 +172,12 @@ def test_deep_tiers_are_fetched_only_when_needed(store) -> None:
     depths.clear()
     hard = store.calibrate(
         target_recall=0.9,
-        candidate_grid=[8, 64, 512],
+        candidate_grid=[8, 16, 512],
         prune_ratios=[1.0],
         scales=[32],
         **options,
     )
     lower = {p.candidates: p.recall_lower for p in hard.curve}
-    assert lower[64] < 0.9  # so the 256 tier cannot stop the search...
+    assert lower[16] < 0.9  # so the 256 tier cannot stop the search...
     assert depths == [256, 512]  # ...and the next tier is fetched
     assert hard.reached and hard.candidates == 512
