@@ -156,12 +156,17 @@ class CalibrationResult:
         if self.margin_cost is not None:
             cost = self.margin_cost
             lines.append(
-                "pseudo-queries are easier than real ones, so they had to reach "
-                f"{self.required_recall:.4f}; without that margin the choice would be "
-                f"{cost['candidates']} candidates: the margin costs "
+                f"real queries missed up to {cost['miss_ratio']:g}x as often as "
+                f"{self.pseudo_method} pseudo-queries where this was measured, so the bound "
+                f"had to reach {self.required_recall:.4f}; without that margin the choice "
+                f"would be {cost['candidates']} candidates: the margin costs "
                 f"{cost['extra_candidates']:+d} candidates, "
-                f"{cost['extra_madds_percent']:+.0f}% rerank multiply-adds. Pass real "
-                "queries, or record them (record_queries=1000), to calibrate without it"
+                f"{cost['extra_madds_percent']:+.0f}% rerank multiply-adds"
+            )
+        if self.pseudo_queries:
+            lines.append(
+                "pass real queries, or record them (record_queries=1000), to calibrate on "
+                "the queries this store really answers"
             )
         lines.append("persisted as the store's defaults" if self.persisted else "not persisted")
         return "\n".join(lines)
@@ -392,15 +397,17 @@ def calibrate(
     curve.sort(key=lambda pt: (pt.scales, pt.prune_ratio, pt.candidates))
 
     margin_cost = None
-    if source == "pseudo" and chosen is not None:
+    if source == "pseudo" and chosen is not None and ratio > 1.0:
+        # the same rule (fewest candidates, then madds) with and without the margin
         loose = _choose(_contenders(curve, target_recall), by_latency=False)
-        if loose is not None:
+        strict = _choose(_contenders(curve, required), by_latency=False)
+        if loose is not None and strict is not None:
             margin_cost = {
                 "candidates": loose.candidates,
                 "prune_ratio": loose.prune_ratio,
                 "scales": list(loose.scales),
-                "extra_candidates": chosen.candidates - loose.candidates,
-                "extra_madds_percent": 100.0 * (chosen.rerank_madds / loose.rerank_madds - 1.0),
+                "extra_candidates": strict.candidates - loose.candidates,
+                "extra_madds_percent": 100.0 * (strict.rerank_madds / loose.rerank_madds - 1.0),
                 "miss_ratio": ratio,
             }
     persisted = False

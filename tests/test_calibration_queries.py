@@ -265,6 +265,7 @@ def test_cli_says_when_pseudo_queries_were_used(lite_uri, corpus) -> None:
     out = _cli_calibrate(lite_uri, "--n-pseudo", "100")
     assert "queries: 100, pseudo-queries made from stored documents (perturbed)" in out
     assert "the margin costs" in out and "not persisted" in out
+    assert "record_queries=1000" in out
 
 
 def test_a_grown_collection_says_its_calibration_is_stale(store, corpus, table) -> None:
