@@ -19,6 +19,25 @@ the tests' GIL. Every wait is bounded. Where no namespace can be made,
 :class:`ServerUnavailable` is raised and the tests skip (or fail, with
 ``MATRYOSHKA_REQUIRE_SERVER=1``).
 
+Restarts (:meth:`MilvusTestServer.kill`, :meth:`~MilvusTestServer.restart`): the helper
+SIGKILLs the Milvus binary and closes the loopback socket (connections are refused, as
+with a dead server), then starts Milvus again on the same data and reopens the same
+port. What Milvus 2.3.5 needs to come back after a SIGKILL (measured, see
+``benchmarks/server_restart.py``):
+
+* the same ports as before. Its components register their addresses in the embedded
+  etcd; MilvusServer picks each port afresh, skipping any still in TIME_WAIT, so a
+  restarted server moved (rootcoord 53100 -> 53101, proxy 19530 -> 19532) while its
+  components kept dialing the addresses in the dead instance's sessions. The helper
+  pins every port to the template's default (free in the private namespace) and binds
+  them with SO_REUSEADDR, as Milvus itself does;
+* a short session TTL. A new coordinator cannot register while the dead one's session
+  lease lives (``CompareAndSwap error for compare is false for key: rootcoord``), and
+  etcd renews every lease for a full TTL when it starts again: with the default 30 s the
+  restart took 38 s (fixed ports) to 58 s; with ``common.session.ttl: 5``, 8-10 s;
+* ``common.gracefulStopTimeout`` (default 1,800 s, why a SIGTERM did not stop the server
+  within 60 s): 5 s here.
+
 By hand: ``python tests/server.py`` prints the uri and serves until Ctrl-C.
 """
 
@@ -44,6 +63,10 @@ from pathlib import Path
 INSTALL_HINT = "pip install milvus==2.3.5"
 #: Default bound on the server's start, in seconds (3-8 s here).
 START_TIMEOUT = float(os.environ.get("MATRYOSHKA_SERVER_START_TIMEOUT", "120"))
+#: Seconds a Milvus component's etcd session outlives it (Milvus' default: 30).
+SESSION_TTL = 5
+#: Seconds Milvus waits for in-flight work on SIGTERM (Milvus' default: 1,800).
+GRACEFUL_STOP_TIMEOUT = 5
 
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
@@ -63,14 +86,20 @@ class ServerUnavailable(RuntimeError):
 class MilvusTestServer:
     """A Milvus 2.3 server in a private network namespace, reachable at :attr:`uri`."""
 
-    def __init__(self, base_dir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, base_dir: str | os.PathLike[str] | None = None, session_ttl: int = SESSION_TTL
+    ) -> None:
         self._own_dir = base_dir is None
         self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="milvus-test-"))
+        self.session_ttl = session_ttl
         self._proc: subprocess.Popen[bytes] | None = None
+        self._stdout = b""
         self.uri = ""
         self.port = 0
         self.helper_pid = 0
+        self.milvus_pid = 0
         self.start_seconds = 0.0
+        self.restart_seconds = 0.0
 
     def start(self, timeout: float = START_TIMEOUT) -> MilvusTestServer:
         """Start the server; raise within about ``timeout`` seconds if it does not come up."""
@@ -90,6 +119,7 @@ class MilvusTestServer:
                     "--child",
                     str(self.base_dir),
                     str(timeout),
+                    str(self.session_ttl),
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -110,7 +140,7 @@ class MilvusTestServer:
                     f"Milvus test server did not start: {line or 'no answer'}; see "
                     f"{self.base_dir / 'helper.log'} and {self.base_dir / 'milvus' / 'logs'}"
                 )
-            self.port = int(line.split()[1])
+            self.port, self.milvus_pid = map(int, line.split()[1:3])
             self.uri = f"http://127.0.0.1:{self.port}"
         except BaseException:
             self.stop()
@@ -118,15 +148,43 @@ class MilvusTestServer:
         self.start_seconds = time.monotonic() - began
         return self
 
+    def _command(self, command: str) -> None:
+        if self._proc is None or self._proc.stdin is None:
+            raise RuntimeError("the Milvus test server is not running")
+        self._proc.stdin.write(command.encode() + b"\n")
+        self._proc.stdin.flush()
+
+    def kill(self, timeout: float = 30.0) -> None:
+        """SIGKILL the Milvus binary; its port refuses connections until :meth:`restart`."""
+        self._command("kill")
+        line = self._read_line(timeout)
+        if line != "KILLED":
+            raise RuntimeError(f"Milvus test server was not killed: {line or 'no answer'}")
+
+    def restart(self, timeout: float = START_TIMEOUT) -> float:
+        """Start Milvus again on the same data and port; returns the seconds it took."""
+        began = time.monotonic()
+        self._command("start")
+        line = self._read_line(timeout + 10)
+        if not line.startswith("READY "):
+            raise RuntimeError(
+                f"Milvus test server did not restart: {line or 'no answer'}; see "
+                f"{self.base_dir / 'milvus' / 'logs'}"
+            )
+        port, self.milvus_pid = map(int, line.split()[1:3])
+        if port != self.port:
+            raise RuntimeError(f"Milvus test server came back on port {port}, not {self.port}")
+        self.restart_seconds = time.monotonic() - began
+        return self.restart_seconds
+
     def _read_line(self, timeout: float) -> str:
-        """First line of the helper's stdout; '' at EOF; a message after ``timeout`` s."""
+        """Next line of the helper's stdout; '' at EOF; a message after ``timeout`` s."""
         assert self._proc is not None and self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
         deadline = time.monotonic() + timeout
-        buf = b""
         with selectors.DefaultSelector() as sel:
             sel.register(fd, selectors.EVENT_READ)
-            while b"\n" not in buf:
+            while b"\n" not in self._stdout:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return f"no answer within {timeout:.0f} s"
@@ -135,8 +193,9 @@ class MilvusTestServer:
                 chunk = os.read(fd, 4096)
                 if not chunk:
                     break
-                buf += chunk
-        return buf.split(b"\n", 1)[0].decode(errors="replace").strip()
+                self._stdout += chunk
+        line, _, self._stdout = self._stdout.partition(b"\n")
+        return line.decode(errors="replace").strip()
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the server (SIGKILL after ``timeout`` s) and remove its files."""
@@ -230,13 +289,74 @@ def _say(line: str) -> None:
     sys.stdout.flush()
 
 
-def _child(base_dir: str, timeout: float) -> int:
+def _listen(port: int = 0) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(64)
+    return sock
+
+
+def _listen_in(netns_fd: int, port: int) -> socket.socket:
+    """A loopback listener on ``port`` in the network namespace ``netns_fd`` (the
+    caller's): this thread enters it, makes the socket and comes back."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        if libc.setns(netns_fd, _CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns to the caller's network namespace")
+        try:
+            return _listen(port)
+        finally:
+            if libc.setns(own, _CLONE_NEWNET) != 0:  # never serve Milvus outside
+                os._exit(5)
+    finally:
+        os.close(own)
+
+
+def _milvus_server(milvus_dir: str, session_ttl: int) -> object:
+    """A MilvusServer on the template's fixed ports, restartable after a SIGKILL."""
+    from milvus import MilvusServer, MilvusServerConfig
+
+    class _Config(MilvusServerConfig):
+        def try_bind_port(self, port: int) -> socket.socket | None:
+            try:  # SO_REUSEADDR, as Milvus binds: a dead instance's TIME_WAIT is no conflict
+                return _listen(port)
+            except OSError:
+                return None
+
+    config = _Config()
+    # Every port named: one in use is an error, never a move to the next free one.
+    config.update(**{k: v[1] for k, v in config.configurable_items.items() if k.endswith("_port")})
+    server = MilvusServer(config, wait_for_started=False)
+    server.set_base_dir(milvus_dir)
+    server.config.set("common.session.ttl", session_ttl)
+    server.config.set("common.gracefulStopTimeout", GRACEFUL_STOP_TIMEOUT)
+    return server
+
+
+class _Relay:
+    """Forwards connections from the caller's loopback port to Milvus' proxy."""
+
+    def __init__(self, listener: socket.socket, port: int) -> None:
+        self.listener = listener
+        threading.Thread(target=_accept_loop, args=(listener, port), daemon=True).start()
+
+    def close(self) -> None:
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept loop
+        except OSError:
+            pass
+        self.listener.close()
+
+
+def _child(base_dir: str, timeout: float, session_ttl: int) -> int:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)  # the test process died: stop too
     # Made before leaving the caller's namespace, so it stays reachable there.
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
+    listener = _listen()
+    port = listener.getsockname()[1]
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
     try:
         _enter_private_netns()
         _loopback_up()
@@ -248,34 +368,49 @@ def _child(base_dir: str, timeout: float) -> int:
         _say(f"ERROR the private namespace has interfaces {names}, expected only lo")
         return 4
 
-    from milvus import MilvusServer
-
     milvus_dir = os.path.join(base_dir, "milvus")
     os.makedirs(milvus_dir, exist_ok=True)
     cache = _bin_cache()
     if cache is not None and not os.path.exists(os.path.join(milvus_dir, "bin")):
         os.symlink(cache, os.path.join(milvus_dir, "bin"))
-    server = MilvusServer(wait_for_started=False)
-    server.set_base_dir(milvus_dir)
+    server = _milvus_server(milvus_dir, session_ttl)
+    relay: _Relay | None = None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         server.start()
         server.wait_started(timeout=timeout * 1000)
-        threading.Thread(
-            target=_accept_loop, args=(listener, server.listen_port), daemon=True
-        ).start()
-        _say(f"READY {listener.getsockname()[1]} {server.server_proc.pid}")
+        relay = _Relay(listener, server.listen_port)
+        _say(f"READY {port} {server.server_proc.pid}")
         with selectors.DefaultSelector() as sel:
             sel.register(sys.stdin, selectors.EVENT_READ)
-            while not stop.is_set() and server.server_proc.poll() is None:
-                if sel.select(0.5) and sys.stdin.readline() in ("", "stop\n"):
+            while not stop.is_set():
+                if server.running and server.server_proc.poll() is not None:
+                    break  # Milvus died on its own
+                if not sel.select(0.5):
+                    continue
+                command = sys.stdin.readline()
+                if command in ("", "stop\n"):
                     break
+                if command == "kill\n" and server.running:
+                    relay.close()  # the port refuses connections, as a dead server's would
+                    relay = None
+                    server.server_proc.kill()
+                    server.server_proc.wait()
+                    server.stop()
+                    _say("KILLED")
+                elif command == "start\n" and not server.running:
+                    server = _milvus_server(milvus_dir, session_ttl)
+                    server.start()
+                    server.wait_started(timeout=timeout * 1000)
+                    relay = _Relay(_listen_in(home, port), server.listen_port)
+                    _say(f"READY {port} {server.server_proc.pid}")
     except Exception as exc:  # noqa: BLE001 - reported to the caller
         _say(f"ERROR {type(exc).__name__}: {exc}")
         return 1
     finally:
-        listener.close()
+        if relay is not None:
+            relay.close()
         server.stop()
     return 0
 
@@ -321,8 +456,8 @@ def _pump(src: socket.socket, dst: socket.socket, done: list[int], lock: threadi
 
 
 def main() -> int:
-    if len(sys.argv) == 4 and sys.argv[1] == "--child":
-        return _child(sys.argv[2], float(sys.argv[3]))
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        return _child(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
     with MilvusTestServer() as server:
         print(f"Milvus 2.3 at {server.uri} (started in {server.start_seconds:.1f} s); Ctrl-C stops")
         try:
