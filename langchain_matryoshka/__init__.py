@@ -5,16 +5,18 @@ low-dimensional search are reranked on growing prefixes of the stored full vecto
 """
 
 from importlib import metadata
+from typing import Any
 
 from .embeddings import MatryoshkaEmbeddings
 from .errors import (
     ConfigurationError,
-    ConnectionError,
     DimensionMismatchError,
     EmbeddingError,
     InvalidInputError,
     MatryoshkaError,
+    MilvusConnectionError,
     SchemaError,
+    StorageFullError,
 )
 from .funnel import FunnelPlan, exact_top_k, funnel_rerank, make_plan
 from .retriever import FunnelRetriever
@@ -28,7 +30,6 @@ except metadata.PackageNotFoundError:  # pragma: no cover - source checkout
 
 __all__ = [
     "ConfigurationError",
-    "ConnectionError",
     "DimensionMismatchError",
     "EmbeddingError",
     "FunnelPlan",
@@ -38,9 +39,18 @@ __all__ = [
     "MatryoshkaError",
     "MatryoshkaMilvus",
     "MatryoshkaTranslator",
+    "MilvusConnectionError",
     "SchemaError",
+    "StorageFullError",
     "__version__",
     "exact_top_k",
     "funnel_rerank",
     "make_plan",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Deprecated names (``ConnectionError``) resolve with a DeprecationWarning.
+    from .errors import deprecated_name
+
+    return deprecated_name(__name__, name, stacklevel=2)

@@ -4,7 +4,7 @@ A condition Milvus cannot parse or type-check (``expr="year >= 2020"`` on a stor
 metadata lives in JSON, a syntax error, a string compared with a number) comes back
 from pymilvus as a ``MilvusException``; :func:`milvus_call` turns it into
 :class:`InvalidInputError` naming the expression, Milvus' reason and the fix. A call
-that overran the caller's own ``timeout=`` becomes :class:`ConnectionError`.
+that overran the caller's own ``timeout=`` becomes :class:`MilvusConnectionError`.
 
 pymilvus also logs every failed call at ERROR with a traceback (logger
 ``pymilvus.decorators``), which reaches the user's terminal although the exception is
@@ -21,7 +21,7 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 
-from .errors import ConnectionError, InvalidInputError
+from .errors import InvalidInputError, MilvusConnectionError
 
 #: Words of Milvus' messages for a condition it refused (Milvus Lite 3.2: "unexpected
 #: token ... at column 16", "unknown field 'foo' at column 1", "comparison '>' between
@@ -110,7 +110,7 @@ def milvus_call(
                 f"({own}); for plain equalities pass filter={{'key': value}} instead"
             ) from exc
         if timeout is not None and _deadline_exceeded(exc):
-            raise ConnectionError(
+            raise MilvusConnectionError(
                 f"Milvus did not answer {call} within timeout={timeout:g} s; pass a larger "
                 "timeout, or check that the server is up and not overloaded"
             ) from exc

@@ -1,30 +1,107 @@
-"""Connecting to Milvus: Lite files and servers, timeouts, consistency levels, write locks.
+"""Connecting to Milvus: one :class:`Connection` per store, bounding and retrying its calls.
 
 Part of the Milvus adapter (:mod:`langchain_matryoshka._milvus` re-exports these names);
-nothing outside the adapter talks to Milvus.
+nothing outside the adapter talks to Milvus. A :class:`Connection` holds the client, its
+uri, whether it is Milvus Lite, the time limits and the retry policy; the collections call
+Milvus through :attr:`Connection.calls`, where every call on a server has a deadline and
+a failure to reach Milvus becomes :class:`~langchain_matryoshka.errors.MilvusConnectionError`
+naming the uri (a full disk: :class:`~langchain_matryoshka.errors.StorageFullError`).
+
+What is retried (with backoff, within the call's deadline), and why:
+
+* reads (search, query, get, describe, list, has): on any lost connection. They change
+  nothing, so sending one again is always safe; this is what makes a store work again
+  after its server restarted, without being rebuilt.
+* writes (upsert, delete, flush, load, index creation): only when Milvus could not be
+  reached at all (connection refused or not established): the request never left, so
+  sending it again cannot apply it twice. A write whose connection broke mid-call, or
+  that ran out of time, is not sent again by the package: it may have been applied, and
+  by then another writer may have written the same ids. The error says so; the store's
+  writes are upserts by id and deletes, so the caller can rerun the same call safely.
+* no call is retried after its deadline: ``call_timeout`` bounds the call, retries included.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import threading
 import time
-import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigurationError, ConnectionError
+from .errors import ConfigurationError, MilvusConnectionError, StorageFullError
 
 DEFAULT_LITE_URI = "./docs.db"
 #: Seconds ``connect`` waits for a server (MilvusClient's connect timeout).
 DEFAULT_TIMEOUT = 10
-#: Seconds each search, query, get, upsert or delete may take on a server
-#: (``connection_args["call_timeout"]``; None: no limit). Without one, a server that
-#: accepts the connection but stops answering blocks the call for ever (measured).
+#: Seconds each search, query, get, upsert or delete may take on a server, retries
+#: included (``connection_args["call_timeout"]``; None: no limit). Without one, a server
+#: that accepts the connection but stops answering blocks the call for ever (measured).
 DEFAULT_CALL_TIMEOUT = 60
+#: Seconds a flush, load, index creation or collection creation may take on a server
+#: (``connection_args["index_timeout"]``): loading a large collection takes minutes.
+DEFAULT_INDEX_TIMEOUT = 600
+#: gRPC channel options for servers (a user's ``connection_args["grpc_options"]`` win).
+#: gRPC waits longer and longer between reconnection attempts to a server that went away
+#: (up to 120 s by default) and answers every call "connection refused" meanwhile: after
+#: a restart the store would stay unusable for that long. At most 1 s here.
+GRPC_OPTIONS = {
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.min_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 1000,
+}
 #: Read consistency levels a store may use (pymilvus' names).
 CONSISTENCY_LEVELS = ("Strong", "Session", "Bounded", "Eventually")
+
+#: Calls that change nothing: retried on any lost connection.
+READS = frozenset(
+    {
+        "search",
+        "hybrid_search",
+        "query",
+        "query_iterator",
+        "get",
+        "has_collection",
+        "describe_collection",
+        "list_collections",
+        "has_partition",
+        "list_partitions",
+        "list_indexes",
+        "describe_index",
+        "get_load_state",
+        "get_collection_stats",
+        "get_server_version",
+    }
+)
+#: Calls bounded by ``index_timeout`` rather than ``call_timeout``.
+SLOW_CALLS = frozenset({"flush", "load_collection", "create_index", "create_collection"})
+#: Client methods that build request objects locally: no network, passed through.
+LOCAL = frozenset({"prepare_index_params", "create_schema", "close"})
+
+logger = logging.getLogger("langchain_matryoshka")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a call that lost Milvus is sent again."""
+
+    retries: int = 5
+    """Attempts after the first (``connection_args["max_retries"]``)."""
+    backoff: float = 0.25
+    """Seconds before the first retry, doubled before each next one
+    (``connection_args["retry_backoff"]``)."""
+    max_backoff: float = 4.0
+    """Longest pause between two attempts."""
+
+    def pauses(self) -> Iterator[float]:
+        pause = self.backoff
+        for _ in range(self.retries):
+            yield pause
+            pause = min(pause * 2, self.max_backoff)
 
 
 def is_lite_uri(uri: str) -> bool:
@@ -32,67 +109,373 @@ def is_lite_uri(uri: str) -> bool:
     return "://" not in uri and uri.endswith(".db")
 
 
-def connect(connection_args: Mapping[str, Any] | None) -> tuple[Any, bool, str]:
-    """Open a ``MilvusClient``; returns ``(client, is_lite, uri)``.
+class Connection:
+    """A Milvus client and how this package calls it.
 
-    ``connection_args``: ``uri`` (a ``.db`` file for Milvus Lite, or
-    ``http(s)://host:port``), and for servers ``token``, ``user``, ``password``,
-    ``db_name``, ``timeout`` (seconds to connect, default 10) and ``call_timeout``
-    (seconds each search, query, get, upsert or delete may take, default 60; None for
-    no limit). Other keys go to ``MilvusClient``.
+    ``calls``: the client's methods, each with a deadline on servers (``call_timeout``,
+    or ``index_timeout`` for flush, load and index or collection creation), retried per
+    :class:`RetryPolicy`, and failing with the package's errors. ``client``: the raw
+    ``MilvusClient``, for callers that want pymilvus itself.
     """
-    from pymilvus import MilvusClient
 
-    args = dict(connection_args or {})
-    uri = str(args.pop("uri", DEFAULT_LITE_URI))
-    lite = is_lite_uri(uri)
-    if lite:
-        parent = os.path.dirname(os.path.abspath(uri))
-        if not os.path.isdir(parent):
-            raise ConnectionError(
-                f"cannot open Milvus Lite file {uri!r}: its folder {parent!r} does not exist; "
-                "create the folder or pass another uri"
+    def __init__(
+        self,
+        client: Any,
+        uri: str,
+        lite: bool,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        call_timeout: float | None = DEFAULT_CALL_TIMEOUT,
+        index_timeout: float | None = DEFAULT_INDEX_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        owns_client: bool = False,
+    ) -> None:
+        self.client = client
+        self.uri = uri
+        self.lite = lite
+        self.timeout = timeout
+        # Milvus Lite runs in this process: no network to bound, and its index builds
+        # take minutes at scale.
+        self.call_timeout = None if lite else call_timeout
+        self.index_timeout = None if lite else index_timeout
+        self.retry = retry or RetryPolicy()
+        self.owns_client = owns_client
+        self.calls = _Calls(self)
+        _quiet_pymilvus_logs()
+        if lite:
+            _quiet_lite_logs()
+
+    # -- opening
+    @classmethod
+    def open(cls, connection_args: Mapping[str, Any] | None) -> Connection:
+        """Open a ``MilvusClient`` from ``connection_args``.
+
+        ``uri`` (a ``.db`` file for Milvus Lite, or ``http(s)://host:port``), and for
+        servers ``token``, ``user``, ``password``, ``db_name``, ``timeout`` (seconds to
+        connect, default 10), ``call_timeout`` (seconds each search, query, get, upsert or
+        delete may take, retries included, default 60; None for no limit),
+        ``index_timeout`` (flush, load, index creation; default 600), ``max_retries``
+        (default 5) and ``retry_backoff`` (seconds, default 0.25). Other keys go to
+        ``MilvusClient``.
+        """
+        from pymilvus import MilvusClient
+
+        args = dict(connection_args or {})
+        uri = str(args.pop("uri", DEFAULT_LITE_URI))
+        lite = is_lite_uri(uri)
+        if lite:
+            parent = os.path.dirname(os.path.abspath(uri))
+            if not os.path.isdir(parent):
+                raise MilvusConnectionError(
+                    f"cannot open Milvus Lite file {uri!r}: its folder {parent!r} does not "
+                    "exist; create the folder or pass another uri"
+                )
+        elif "://" not in uri:
+            raise MilvusConnectionError(
+                f"uri={uri!r} is neither a Milvus Lite file (ending in '.db') nor a server URI; "
+                "pass e.g. uri='./docs.db' or uri='http://localhost:19530'"
             )
-    elif "://" not in uri:
-        raise ConnectionError(
-            f"uri={uri!r} is neither a Milvus Lite file (ending in '.db') nor a server URI; "
-            "pass e.g. uri='./docs.db' or uri='http://localhost:19530'"
-        )
-    timeout = _seconds("timeout", args.setdefault("timeout", DEFAULT_TIMEOUT), DEFAULT_TIMEOUT)
-    call_timeout = args.pop("call_timeout", DEFAULT_CALL_TIMEOUT)
-    if call_timeout is not None:
-        call_timeout = _seconds("call_timeout", call_timeout, DEFAULT_CALL_TIMEOUT)
-    try:
-        client = MilvusClient(uri=uri, **args)
-    except Exception as exc:  # pymilvus raises several unrelated types here
-        text = str(exc)
-        if lite and ("lock" in text.lower() or "open local milvus failed" in text.lower()):
-            raise ConnectionError(
-                f"Milvus Lite file {uri!r} is held by another process ({text.strip()}); "
-                "one process at a time may open a Lite file. To share it, run "
-                f"'milvus-lite server --data-dir {uri} --host 127.0.0.1 --port 19530' and "
-                "connect every process with "
-                "uri='http://127.0.0.1:19530', or use a Milvus server"
-            ) from exc
-        raise ConnectionError(
-            f"cannot connect to Milvus at {uri!r} within {args['timeout']} s: {text.strip()}; "
-            "check that the server runs and the uri, token and db_name are right"
-        ) from exc
-    if not lite:
-        # MilvusClient neither checks db_name nor credentials: one cheap call does,
-        # so a wrong one fails here and not at the first write.
+        limits = _limits(args)
+        retry = _retry_policy(args)
+        if not lite:
+            args["grpc_options"] = {**GRPC_OPTIONS, **dict(args.get("grpc_options") or {})}
         try:
-            client.list_collections(timeout=timeout)
-        except Exception as exc:
-            client.close()
-            raise ConnectionError(
-                f"Milvus at {uri!r} refused db_name={args.get('db_name') or 'default'!r} "
-                f"or the credentials: {str(exc).strip()}; check the token (user:password) "
-                "and that the database exists"
+            with _quiet():
+                client = MilvusClient(uri=uri, **args)
+        except Exception as exc:  # pymilvus raises several unrelated types here
+            text = str(exc)
+            if lite and ("lock" in text.lower() or "open local milvus failed" in text.lower()):
+                raise MilvusConnectionError(
+                    f"Milvus Lite file {uri!r} is held by another process ({text.strip()}); "
+                    "one process at a time may open a Lite file. To share it, run "
+                    f"'milvus-lite server --data-dir {uri} --host 127.0.0.1 --port 19530' and "
+                    "connect every process with "
+                    "uri='http://127.0.0.1:19530', or use a Milvus server"
+                ) from exc
+            if _fault(exc) == "full":
+                raise StorageFullError(_full_message(uri, "open", exc)) from exc
+            raise MilvusConnectionError(
+                f"cannot connect to Milvus at {uri!r} within {args['timeout']} s: "
+                f"{text.strip()}; check that the server runs and the uri, token and db_name "
+                "are right"
             ) from exc
-        if call_timeout is not None:
-            _CALL_LIMITS[client] = (call_timeout, uri)
-    return client, lite, uri
+        conn = cls(client, uri, lite, retry=retry, owns_client=True, **limits)
+        if not lite:
+            # MilvusClient neither checks db_name nor credentials: one cheap call does,
+            # so a wrong one fails here and not at the first write.
+            try:
+                with _quiet():
+                    client.list_collections(timeout=conn.timeout)
+            except Exception as exc:
+                client.close()
+                raise MilvusConnectionError(
+                    f"Milvus at {uri!r} refused db_name={args.get('db_name') or 'default'!r} "
+                    f"or the credentials: {str(exc).strip()}; check the token (user:password) "
+                    "and that the database exists"
+                ) from exc
+        return conn
+
+    @classmethod
+    def wrap(cls, client: Any) -> Connection:
+        """A connection over a ready ``MilvusClient`` (closing it stays the caller's job)."""
+        if isinstance(client, Connection):
+            return client
+        uri = str(getattr(client, "_uri", "") or getattr(client, "uri", "") or "the given client")
+        return cls(client, uri, client_is_lite(client))
+
+    def close(self) -> None:
+        """Close the client if this connection opened it."""
+        if self.owns_client:
+            self.client.close()
+
+    # -- calling
+    def limit_of(self, name: str) -> float | None:
+        """The deadline, in seconds, of the client method ``name`` (None: no limit)."""
+        return self.index_timeout if name in SLOW_CALLS else self.call_timeout
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """``client.<name>(*args, **kwargs)`` with a deadline, retries and the package's
+        errors (see the module docstring for what is retried)."""
+        method = getattr(self.client, name)
+        limit = self.limit_of(name)
+        caller = kwargs.get("timeout")  # the caller's own, e.g. LangChain's timeout=
+        if caller is not None and (limit is None or caller < limit):
+            limit = float(caller)
+
+        def attempt(timeout: float | None) -> Any:
+            if timeout is not None:
+                kwargs["timeout"] = timeout
+            return method(*args, **kwargs)
+
+        collection = args[0] if args and isinstance(args[0], str) else None
+        result = self.run(name, attempt, limit, collection, caller is not None)
+        return _BoundedIterator(self, result) if name == "query_iterator" else result
+
+    def run(
+        self,
+        name: str,
+        attempt: Callable[[float | None], Any],
+        limit: float | None,
+        collection: str | None = None,
+        caller_limit: bool = False,
+    ) -> Any:
+        """``attempt(seconds left)`` until it succeeds, retried while the fault allows
+        and ``limit`` seconds (None: no limit) have not passed.
+
+        A read of ``collection`` refused because it is not loaded (a restarted Milvus 2.3
+        server loads its collections again in the background: "collection not loaded"
+        for about a second) loads it and reads again.
+        """
+        began = time.monotonic()
+        deadline = None if limit is None else began + limit
+        pauses = self.retry.pauses()
+        attempts = 0
+        while True:
+            attempts += 1
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            try:
+                with _quiet():
+                    return attempt(left)
+            except Exception as exc:
+                fault = _fault(exc)
+                if fault is None and collection and name in READS and _not_loaded(exc):
+                    pause = next(pauses, None)
+                    if pause is not None:
+                        self.call("load_collection", collection, timeout=left)
+                        continue
+                if fault is None:
+                    raise
+                if fault == "full":
+                    raise StorageFullError(_full_message(self.uri, name, exc)) from exc
+                retry = fault == "unreachable" or (fault == "broken" and name in READS)
+                pause = next(pauses, None) if retry else None
+                if pause is not None and (deadline is None or time.monotonic() + pause < deadline):
+                    time.sleep(pause)
+                    continue
+                elapsed = time.monotonic() - began
+                raise MilvusConnectionError(
+                    self._message(name, fault, limit, attempts, elapsed, exc, caller_limit)
+                ) from exc
+
+    def _message(
+        self,
+        name: str,
+        fault: str,
+        limit: float | None,
+        attempts: int,
+        elapsed: float,
+        exc: BaseException,
+        caller_limit: bool = False,
+    ) -> str:
+        tries = f"{attempts} {'try' if attempts == 1 else 'tries'} in {elapsed:.1f} s"
+        if fault == "deadline" and caller_limit:
+            head = (
+                f"Milvus at {self.uri!r} did not answer {name} within timeout={limit:g} s; "
+                f"pass a larger timeout, or check that the server is up and not overloaded "
+                f"({tries})"
+            )
+        elif fault == "deadline":
+            knob = "index_timeout" if name in SLOW_CALLS else "call_timeout"
+            within = "in time" if limit is None else f"within {limit:g} s"
+            head = (
+                f"Milvus at {self.uri!r} did not answer {name} {within} ({tries}); "
+                "check that the server is up and not overloaded, or raise connection_args "
+                f"{knob}"
+            )
+        else:
+            what = "could not be reached" if fault == "unreachable" else "dropped the connection"
+            head = (
+                f"Milvus at {self.uri!r} {what} during {name} ({tries}: {_detail(exc)}); "
+                "check that the server runs; this store reconnects by itself once it answers"
+            )
+        if name in READS:
+            return head
+        if fault == "unreachable":
+            return head + f". The {name} was not applied"
+        return (
+            head + f". The {name} may or may not have been applied; the store's writes are "
+            "upserts by id and deletes, so running the same call again is safe"
+        )
+
+
+class _Calls:
+    """The client's methods, each through :meth:`Connection.call`."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name in LOCAL:
+            return getattr(self._conn.client, name)
+        conn = self._conn
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return conn.call(name, *args, **kwargs)
+
+        call.__name__ = name
+        return call
+
+
+class _BoundedIterator:
+    """A pymilvus query iterator whose pages fail with the package's errors.
+
+    Each page is a query with the iterator's own timeout (the call's deadline); a page
+    that failed did not move the iterator's cursor, so it is asked for again like any read.
+    """
+
+    def __init__(self, conn: Connection, iterator: Any) -> None:
+        self._conn = conn
+        self._iterator = iterator
+
+    def next(self) -> list[dict[str, Any]]:
+        # the page's own timeout (set when the iterator was made) bounds each attempt
+        return self._conn.run("query_iterator", lambda _left: self._iterator.next(), None)
+
+    def close(self) -> None:
+        with _quiet():
+            self._iterator.close()
+
+
+# ---------------------------------------------------------------------------- faults
+
+_FULL = ("no space left on device", f"[errno {errno.ENOSPC}]", "disk quota exceeded")
+_BROKEN = (
+    "socket closed",
+    "connection reset",
+    "broken pipe",
+    "goaway",
+    "stream removed",
+    "rst_stream",
+    "keepalive watchdog",
+    "end of tcp stream",
+    "eof",
+)
+_UNREACHABLE = (
+    "fail connecting to server",
+    "failed to connect to all addresses",
+    "connection refused",
+    "connect failed",
+    "no route to host",
+    "server unavailable",
+    "dns resolution failed",
+)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        todo += [e.__cause__, e.__context__]
+
+
+def _code_name(exc: BaseException) -> str:
+    code = getattr(exc, "code", None)
+    if callable(code):
+        try:
+            code = code()
+        except Exception:  # noqa: BLE001 - not a gRPC error
+            code = None
+    return str(getattr(code, "name", code) or "")
+
+
+def _fault(exc: BaseException) -> str | None:
+    """What went wrong reaching Milvus: "deadline", "broken" (the connection was lost,
+    maybe mid-call), "unreachable" (never reached), "full" (no space left), or None (an
+    answer from Milvus, e.g. a refused expression: not the connection's business)."""
+    chain = list(_chain(exc))
+    texts = [str(e).lower() for e in chain]
+    codes = [_code_name(e) for e in chain]
+    if any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in chain) or any(
+        marker in t for t in texts for marker in _FULL
+    ):
+        return "full"
+    if codes[0] == "DEADLINE_EXCEEDED" or "deadline exceeded" in texts[0]:
+        return "deadline"
+    if any(marker in t for t in texts for marker in _BROKEN):
+        return "broken"
+    if any(marker in t for t in texts for marker in _UNREACHABLE):
+        return "unreachable"
+    if "DEADLINE_EXCEEDED" in codes or any("deadline exceeded" in t for t in texts):
+        return "deadline"
+    if "retry timeout" in texts[0]:  # pymilvus' own retries ran out of our deadline
+        return "deadline"
+    if "UNAVAILABLE" in codes:
+        return "broken"
+    return None
+
+
+def _not_loaded(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "not loaded" in text or "in state 'released'" in text or "code=101" in text
+
+
+def _detail(exc: BaseException) -> str:
+    for e in _chain(exc):
+        details = getattr(e, "details", None)
+        if callable(details):
+            try:
+                return str(details())
+            except Exception:  # noqa: BLE001
+                pass
+    text = str(exc).strip()
+    return text if len(text) < 300 else text[:300] + "..."
+
+
+def _full_message(uri: str, name: str, exc: BaseException) -> str:
+    return (
+        f"Milvus at {uri!r} has no space left on its disk ({name}: {_detail(exc)}); rows "
+        "written before stay readable. Free space (or move the Milvus Lite file to a larger "
+        "disk), then run the same ingestion again: writes are upserts by id, so rows "
+        "already stored are not duplicated"
+    )
+
+
+# ---------------------------------------------------------------------------- settings
 
 
 def _seconds(name: str, value: Any, example: float) -> float:
@@ -103,58 +486,87 @@ def _seconds(name: str, value: Any, example: float) -> float:
     return float(value)
 
 
-#: Server clients opened by :func:`connect` -> (call_timeout, uri).
-_CALL_LIMITS: weakref.WeakKeyDictionary[Any, tuple[float, str]] = weakref.WeakKeyDictionary()
-_DATA_CALLS = frozenset({"search", "query", "get", "upsert", "insert", "delete"})
+def _limits(args: dict[str, Any]) -> dict[str, Any]:
+    """The time limits in ``args`` (``timeout`` stays there: MilvusClient takes it too)."""
+    timeout = _seconds("timeout", args.setdefault("timeout", DEFAULT_TIMEOUT), DEFAULT_TIMEOUT)
+    limits: dict[str, Any] = {"timeout": timeout}
+    for key, default in (
+        ("call_timeout", DEFAULT_CALL_TIMEOUT),
+        ("index_timeout", DEFAULT_INDEX_TIMEOUT),
+    ):
+        value = args.pop(key, default)
+        limits[key] = None if value is None else _seconds(key, value, default)
+    return limits
 
 
-def with_call_limits(client: Any) -> Any:
-    """``client``, or for a server client from :func:`connect` a view of it whose data
-    calls (search, query, get, upsert, insert, delete) carry its ``call_timeout`` and
-    raise :class:`ConnectionError` when the server does not answer in time."""
-    limits = _CALL_LIMITS.get(client)
-    return client if limits is None else _LimitedClient(client, *limits)
+def _retry_policy(args: dict[str, Any]) -> RetryPolicy:
+    default = RetryPolicy()
+    retries = args.pop("max_retries", default.retries)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ConfigurationError(
+            f"connection_args max_retries={retries!r} must be an integer >= 0, e.g. 5 "
+            "(0: never send a call again)"
+        )
+    backoff = _seconds("retry_backoff", args.pop("retry_backoff", default.backoff), 0.25)
+    return RetryPolicy(retries=retries, backoff=backoff, max_backoff=max(backoff, 4.0))
 
 
-def _deadline_exceeded(exc: BaseException) -> bool:
-    code = getattr(exc, "code", None)
-    if callable(code):
-        try:
-            code = code()
-        except Exception:  # noqa: BLE001 - not a gRPC error
-            code = None
-    return (
-        getattr(code, "name", "") == "DEADLINE_EXCEEDED" or "deadline exceeded" in str(exc).lower()
-    )
+# ---------------------------------------------------------------------------- quiet
+
+_QUIET = threading.local()
+_INSTALL_LOCK = threading.Lock()
 
 
-class _LimitedClient:
-    """A MilvusClient whose data calls have a deadline; everything else passes through."""
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """While this thread calls Milvus for the package, pymilvus' log lines are the
+    package's business: the failure comes back as the package's own error."""
+    _QUIET.depth = getattr(_QUIET, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _QUIET.depth -= 1
 
-    def __init__(self, client: Any, timeout: float, uri: str) -> None:
-        self._client = client
-        self._timeout = timeout
-        self._uri = uri
 
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if name not in _DATA_CALLS:
-            return attr
+class _PymilvusNoise(logging.Filter):
+    """Drops pymilvus' records emitted inside the package's calls (logged at DEBUG on the
+    ``langchain_matryoshka`` logger instead); everything else passes."""
 
-        def call(*args: Any, **kwargs: Any) -> Any:
-            kwargs.setdefault("timeout", self._timeout)
-            try:
-                return attr(*args, **kwargs)
-            except Exception as exc:
-                if not _deadline_exceeded(exc):
-                    raise
-                raise ConnectionError(
-                    f"Milvus at {self._uri!r} did not answer {name} within "
-                    f"{kwargs['timeout']:g} s; check that the server is up and not "
-                    "overloaded, or raise connection_args call_timeout"
-                ) from exc
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(_QUIET, "depth", 0) <= 0:
+            return True
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("pymilvus: %s", record.getMessage())
+        return False
 
-        return call
+
+_NOISE = _PymilvusNoise()
+
+
+def _quiet_pymilvus_logs() -> None:
+    """Put the filter on pymilvus' own console handlers (it logs a warning and a
+    traceback for every retried call it gives up on, e.g. 70 tracebacks during one
+    server restart). Idempotent; done when the first connection opens, not at import."""
+    with _INSTALL_LOCK:
+        for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer"):
+            for handler in logging.getLogger(name).handlers:
+                if _NOISE not in handler.filters:
+                    handler.addFilter(_NOISE)
+
+
+def _quiet_lite_logs() -> None:
+    """Milvus Lite runs in this process and logs through Python logging without a
+    handler, so Python prints its records to stderr: about 30 tracebacks from its
+    background threads when a disk fills up. A NullHandler, as libraries should add
+    for themselves, keeps them out of the terminal; an application that configures
+    logging still receives them."""
+    lite = logging.getLogger("milvus_lite")
+    with _INSTALL_LOCK:
+        if not any(isinstance(h, logging.NullHandler) for h in lite.handlers):
+            lite.addHandler(logging.NullHandler())
+
+
+# ---------------------------------------------------------------------------- helpers
 
 
 def created_by_another(client: Any, name: str, exc: Exception, wait_s: float = 10.0) -> bool:
@@ -200,7 +612,8 @@ def client_is_lite(client: Any) -> bool:
     PyPI package ``milvus``) reports ``v2.3.5-lite``, so "lite" alone is not enough.
     """
     try:
-        version = str(client.get_server_version()).lower()
+        with _quiet():
+            version = str(client.get_server_version(timeout=DEFAULT_TIMEOUT)).lower()
     except Exception:  # an old server without the call: not Lite
         return False
     return version.startswith(("milvus_lite", "milvus-lite"))
@@ -222,3 +635,14 @@ def consistency_level_name(level: Any) -> str:
         f"consistency_level={level!r} is not one of {', '.join(CONSISTENCY_LEVELS)}; "
         "pass e.g. 'Session' (sees this client's writes) or 'Strong' (sees every write)"
     )
+
+
+def connect(connection_args: Mapping[str, Any] | None) -> tuple[Any, bool, str]:
+    """``(client, is_lite, uri)`` of :meth:`Connection.open` (kept for scripts)."""
+    conn = Connection.open(connection_args)
+    return conn.client, conn.lite, conn.uri
+
+
+def as_connection(client: Any) -> Connection:
+    """``client`` if it is a :class:`Connection`, else a connection over that client."""
+    return Connection.wrap(client)

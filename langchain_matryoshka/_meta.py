@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ._connection import consistency_level_name, created_by_another, lite_writes, with_call_limits
+from ._connection import as_connection, consistency_level_name, created_by_another, lite_writes
 from ._expressions import ids_to_expr, quote
 from ._layout import MAX_DIM
 from .errors import SchemaError
@@ -35,7 +35,8 @@ class MetaCollection:
     """
 
     def __init__(self, client: Any, name: str, *, lite: bool, consistency_level: str) -> None:
-        self.client = with_call_limits(client)
+        self.connection = as_connection(client)
+        self.client = self.connection.calls
         self.name = name + META_SUFFIX
         self.lite = lite
         self.consistency_level = consistency_level_name(consistency_level)

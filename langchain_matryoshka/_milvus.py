@@ -21,15 +21,17 @@ import numpy as np
 from ._connection import (  # noqa: F401 - the adapter's public names
     CONSISTENCY_LEVELS,
     DEFAULT_CALL_TIMEOUT,
+    DEFAULT_INDEX_TIMEOUT,
     DEFAULT_LITE_URI,
     DEFAULT_TIMEOUT,
+    Connection,
+    as_connection,
     client_is_lite,
     connect,
     consistency_level_name,
     created_by_another,
     is_lite_uri,
     lite_writes,
-    with_call_limits,
 )
 from ._expressions import combine_exprs, filter_to_expr, ids_to_expr, quote  # noqa: F401
 from ._indexes import (  # noqa: F401 - the adapter's public names
@@ -153,7 +155,8 @@ class MilvusCollection(ConditionReads):
         index_params: Mapping[str, Any] | None = None,
         search_params: Mapping[str, Any] | None = None,
     ) -> None:
-        self.client = with_call_limits(client)
+        self.connection = as_connection(client)
+        self.client = self.connection.calls
         self.name = name
         self.lite = lite
         self.consistency_level = consistency_level_name(consistency_level)

@@ -11,10 +11,18 @@ Tree::
     ├── InvalidInputError (also ValueError)    texts, ids, metadata or queries are unusable
     ├── EmbeddingError (also ValueError)       the embedding model returned bad vectors
     ├── SchemaError                            an existing collection has an incompatible schema
-    └── ConnectionError                        Milvus cannot be opened or reached
+    ├── MilvusConnectionError                  Milvus cannot be opened, reached, or did not
+    │                                          answer in time
+    └── StorageFullError                       Milvus has no space left on its disk
+
+``ConnectionError`` is the former name of :class:`MilvusConnectionError` (it shadowed
+Python's builtin); importing it still works for one release and warns.
 """
 
 from __future__ import annotations
+
+import warnings
+from typing import Any
 
 
 class MatryoshkaError(Exception):
@@ -41,5 +49,42 @@ class SchemaError(MatryoshkaError):
     """An existing collection does not have the layout this package writes."""
 
 
-class ConnectionError(MatryoshkaError):  # noqa: A001 - scoped to the package
-    """Milvus could not be opened or reached."""
+class MilvusConnectionError(MatryoshkaError):
+    """Milvus could not be opened or reached, or did not answer within the call's limit.
+
+    The message names the uri and the call. Reads were retried before this was raised;
+    a write that fails with it may or may not have been applied when the connection broke
+    mid-call (the message says which): the store's writes are upserts by id and deletes,
+    so running the same call again is safe. After the server is back, the same store works
+    again: it reconnects by itself.
+    """
+
+
+class StorageFullError(MatryoshkaError):
+    """Milvus could not write: no space is left on its disk.
+
+    Not a :class:`MilvusConnectionError`: Milvus answered, and waiting does not help.
+    The rows written before stay readable; free space, then run the same ingestion again
+    (upserts by id: the rows already stored are not duplicated).
+    """
+
+
+_DEPRECATED = {"ConnectionError": MilvusConnectionError}
+
+
+def deprecated_name(module: str, name: str, stacklevel: int) -> Any:
+    """The class a deprecated name stands for, with a DeprecationWarning; or AttributeError."""
+    if name not in _DEPRECATED:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    new = _DEPRECATED[name]
+    warnings.warn(
+        f"langchain_matryoshka.{name} is deprecated and will be removed in the next release; "
+        f"use {new.__name__} (the same class)",
+        DeprecationWarning,
+        stacklevel=stacklevel + 1,
+    )
+    return new
+
+
+def __getattr__(name: str) -> Any:
+    return deprecated_name(__name__, name, stacklevel=2)

@@ -211,22 +211,21 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, VectorStore):
         self.batch_size = batch_size
         self.text_max_length = text_max_length
         if client is None:
-            client, lite, _ = _milvus.connect(connection_args)
-            self._owns_client = True
+            connection = _milvus.Connection.open(connection_args)
         else:
-            lite = _milvus.client_is_lite(client)
-            self._owns_client = False
-        self.client = client
-        common = {"lite": lite, "consistency_level": consistency_level}
+            connection = _milvus.Connection.wrap(client)
+        self._connection = connection
+        self.client = connection.client
+        common = {"lite": connection.lite, "consistency_level": consistency_level}
         collection = _milvus.MilvusCollection(
-            client,
+            connection,
             collection_name,
             index_type=index_type,
             index_params=index_params,
             search_params=search_params,
             **common,
         )
-        meta = _milvus.MetaCollection(client, collection_name, **common)
+        meta = _milvus.MetaCollection(connection, collection_name, **common)
         if drop_old:
             collection.drop()
             meta.drop()
@@ -570,5 +569,4 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, VectorStore):
         """Write recorded queries still in memory; close the client if this store opened it."""
         if self._engine.query_log is not None:
             self._engine.query_log.close()
-        if self._owns_client:
-            self.client.close()
+        self._connection.close()

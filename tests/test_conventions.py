@@ -10,7 +10,7 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.indexing import InMemoryRecordManager, index
 
-from langchain_matryoshka import ConfigurationError, ConnectionError, MatryoshkaMilvus
+from langchain_matryoshka import ConfigurationError, MatryoshkaMilvus, MilvusConnectionError
 from langchain_matryoshka._conventions import CALL_KEYWORDS, FUNNEL_OPTIONS
 
 
@@ -89,9 +89,12 @@ def test_timeout_reaches_every_milvus_call(store, monkeypatch) -> None:
 
 
 def test_a_timeout_too_short_for_the_call_is_a_connection_error(store) -> None:
-    with pytest.raises(ConnectionError, match="within timeout=1e-09 s; pass a larger timeout"):
+    with pytest.raises(
+        MilvusConnectionError, match="within timeout=1e-09 s; pass a larger timeout"
+    ):
         store.similarity_search("query 1", k=2, timeout=1e-9)
-    with pytest.raises(ConnectionError, match="upsert"):
+    # the first Milvus call of a write: the id check (a query), then the upsert
+    with pytest.raises(MilvusConnectionError, match="did not answer (query|upsert) within"):
         store.add_texts(["doc 2"], ids=["late"], timeout=1e-9)
 
 

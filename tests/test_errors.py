@@ -21,13 +21,13 @@ from langchain_core.embeddings import Embeddings
 
 from langchain_matryoshka import (
     ConfigurationError,
-    ConnectionError,
     DimensionMismatchError,
     EmbeddingError,
     FunnelRetriever,
     InvalidInputError,
     MatryoshkaError,
     MatryoshkaMilvus,
+    MilvusConnectionError,
     SchemaError,
 )
 
@@ -452,7 +452,7 @@ def test_lite_file_held_by_another_process(tmp_path, table, corpus, via) -> None
     )
     try:
         assert holder.stdout.readline().strip() == "holding"
-        with pytest.raises(ConnectionError) as exc:
+        with pytest.raises(MilvusConnectionError) as exc:
             if via == "constructor":
                 MatryoshkaMilvus(table, connection_args={"uri": uri})
             else:
@@ -481,7 +481,7 @@ def test_unreachable_server(table, kind) -> None:
         port = sock.getsockname()[1]
         uri = f"http://127.0.0.1:{port}"
         start = time.monotonic()
-        with pytest.raises(ConnectionError) as exc:
+        with pytest.raises(MilvusConnectionError) as exc:
             MatryoshkaMilvus(table, connection_args={"uri": uri, "timeout": 2})
         elapsed = time.monotonic() - start
     check(exc, repr(uri), "within 2 s", "check that the server runs")

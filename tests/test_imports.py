@@ -1,8 +1,9 @@
+import pytest
+
 import langchain_matryoshka
 
 EXPECTED_ALL = [
     "ConfigurationError",
-    "ConnectionError",
     "DimensionMismatchError",
     "EmbeddingError",
     "FunnelPlan",
@@ -12,7 +13,9 @@ EXPECTED_ALL = [
     "MatryoshkaError",
     "MatryoshkaMilvus",
     "MatryoshkaTranslator",
+    "MilvusConnectionError",
     "SchemaError",
+    "StorageFullError",
     "__version__",
     "exact_top_k",
     "funnel_rerank",
@@ -30,7 +33,22 @@ def test_error_tree() -> None:
     from langchain_matryoshka import errors
 
     for name in ("ConfigurationError", "InvalidInputError", "EmbeddingError", "SchemaError",
-                 "ConnectionError"):
+                 "MilvusConnectionError", "StorageFullError"):
         assert issubclass(getattr(errors, name), errors.MatryoshkaError)
+    assert not issubclass(errors.StorageFullError, errors.MilvusConnectionError)
     assert issubclass(errors.DimensionMismatchError, errors.ConfigurationError)
     assert issubclass(errors.InvalidInputError, ValueError)
+
+
+def test_connection_error_is_a_deprecated_alias() -> None:
+    """The former name still imports, for one release, and says what replaces it."""
+    from langchain_matryoshka import MilvusConnectionError, errors
+
+    with pytest.warns(DeprecationWarning, match="use MilvusConnectionError"):
+        from langchain_matryoshka import ConnectionError as old
+    assert old is MilvusConnectionError
+    with pytest.warns(DeprecationWarning, match="use MilvusConnectionError"):
+        assert errors.ConnectionError is MilvusConnectionError
+    assert "ConnectionError" not in langchain_matryoshka.__all__
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        langchain_matryoshka.Nope  # noqa: B018
