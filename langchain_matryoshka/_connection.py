@@ -49,9 +49,10 @@ DEFAULT_INDEX_TIMEOUT = 600
 #: gRPC waits longer and longer between reconnection attempts to a server that went away
 #: (up to 120 s by default) and answers every call "connection refused" meanwhile: after
 #: a restart the store would stay unusable for that long. At most 1 s here.
+#: (Not ``grpc.min_reconnect_backoff_ms``: gRPC also takes it as the time a connection
+#: attempt may take, 20 s by default; 100 ms failed every connection to a slow server.)
 GRPC_OPTIONS = {
-    "grpc.initial_reconnect_backoff_ms": 100,
-    "grpc.min_reconnect_backoff_ms": 100,
+    "grpc.initial_reconnect_backoff_ms": 200,
     "grpc.max_reconnect_backoff_ms": 1000,
 }
 #: Read consistency levels a store may use (pymilvus' names).
@@ -79,6 +80,11 @@ READS = frozenset(
 )
 #: Calls bounded by ``index_timeout`` rather than ``call_timeout``.
 SLOW_CALLS = frozenset({"flush", "load_collection", "create_index", "create_collection"})
+#: pymilvus methods that make several calls, each given the whole ``timeout`` (flush:
+#: the flush and the wait for it; load: the load and the wait for it; create_collection
+#: with indexes: creation, index and load): each gets its share, so the whole stays
+#: within the limit.
+STEPS = {"flush": 2, "load_collection": 2, "create_index": 2, "create_collection": 5}
 #: Client methods that build request objects locally: no network, passed through.
 LOCAL = frozenset({"prepare_index_params", "create_schema", "close"})
 
@@ -208,6 +214,11 @@ class Connection:
                     client.list_collections(timeout=conn.timeout)
             except Exception as exc:
                 client.close()
+                if _fault(exc) is not None:
+                    raise MilvusConnectionError(
+                        conn._message("list_collections", _fault(exc) or "", conn.timeout, 1,
+                                      conn.timeout, exc)
+                    ) from exc
                 raise MilvusConnectionError(
                     f"Milvus at {uri!r} refused db_name={args.get('db_name') or 'default'!r} "
                     f"or the credentials: {str(exc).strip()}; check the token (user:password) "
@@ -242,14 +253,16 @@ class Connection:
         if caller is not None and (limit is None or caller < limit):
             limit = float(caller)
 
+        steps = STEPS.get(name, 1)
+
         def attempt(timeout: float | None) -> Any:
             if timeout is not None:
-                kwargs["timeout"] = timeout
+                kwargs["timeout"] = timeout / steps
             return method(*args, **kwargs)
 
         collection = args[0] if args and isinstance(args[0], str) else None
         result = self.run(name, attempt, limit, collection, caller is not None)
-        return _BoundedIterator(self, result) if name == "query_iterator" else result
+        return _BoundedIterator(self, result, limit) if name == "query_iterator" else result
 
     def run(
         self,
@@ -363,13 +376,14 @@ class _BoundedIterator:
     that failed did not move the iterator's cursor, so it is asked for again like any read.
     """
 
-    def __init__(self, conn: Connection, iterator: Any) -> None:
+    def __init__(self, conn: Connection, iterator: Any, limit: float | None) -> None:
         self._conn = conn
         self._iterator = iterator
+        self._limit = limit
 
     def next(self) -> list[dict[str, Any]]:
-        # the page's own timeout (set when the iterator was made) bounds each attempt
-        return self._conn.run("query_iterator", lambda _left: self._iterator.next(), None)
+        # each attempt is bounded by the page's own timeout, set when the iterator was made
+        return self._conn.run("query_iterator", lambda _left: self._iterator.next(), self._limit)
 
     def close(self) -> None:
         with _quiet():

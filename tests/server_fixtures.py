@@ -3,7 +3,8 @@
 ``milvus_server`` (session): one Embedded Milvus 2.3 server for the whole run, in a
 private network namespace, reached at ``http://127.0.0.1:<free port>`` (see
 tests/server.py). ``server_uri``: its uri. ``server_collection``: a fresh collection
-name, dropped (with its ``_mrl_meta`` companion) after the test.
+name, dropped (with its ``_mrl_meta`` companion) after the test. ``restartable_server``
+(module): a server of the module's own, for tests that kill and restart it.
 
 Environment:
     MATRYOSHKA_TEST_MILVUS_URI   use this running server instead of starting one
@@ -61,6 +62,27 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerIn
         pytest.skip(f"no Milvus test server: {exc}")
     try:
         yield ServerInfo(uri=server.uri, start_seconds=server.start_seconds)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def restartable_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusTestServer]:
+    """A server of the module's own, which its tests may SIGKILL and restart
+    (:meth:`MilvusTestServer.kill`, :meth:`~MilvusTestServer.restart`)."""
+    if os.environ.get("MATRYOSHKA_TEST_MILVUS_URI"):
+        pytest.skip("restart tests need a server the tests start, not MATRYOSHKA_TEST_MILVUS_URI")
+    server = MilvusTestServer(tmp_path_factory.mktemp("milvus-restartable"))
+    try:
+        server.start(timeout=START_TIMEOUT)
+    except (ServerUnavailable, RuntimeError) as exc:
+        if os.environ.get("MATRYOSHKA_REQUIRE_SERVER") == "1" or not isinstance(
+            exc, ServerUnavailable
+        ):
+            pytest.fail(f"Milvus test server: {exc}", pytrace=False)
+        pytest.skip(f"no Milvus test server: {exc}")
+    try:
+        yield server
     finally:
         server.stop()
 

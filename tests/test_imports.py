@@ -32,8 +32,14 @@ def test_all_imports() -> None:
 def test_error_tree() -> None:
     from langchain_matryoshka import errors
 
-    for name in ("ConfigurationError", "InvalidInputError", "EmbeddingError", "SchemaError",
-                 "MilvusConnectionError", "StorageFullError"):
+    for name in (
+        "ConfigurationError",
+        "InvalidInputError",
+        "EmbeddingError",
+        "SchemaError",
+        "MilvusConnectionError",
+        "StorageFullError",
+    ):
         assert issubclass(getattr(errors, name), errors.MatryoshkaError)
     assert not issubclass(errors.StorageFullError, errors.MilvusConnectionError)
     assert issubclass(errors.DimensionMismatchError, errors.ConfigurationError)
