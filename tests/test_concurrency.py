@@ -236,7 +236,9 @@ def test_racing_first_writes_with_rotation_agree_on_one_basis(lite_uri) -> None:
     for store in targets:  # every writer rotated with the one stored basis
         np.testing.assert_array_equal(store.rotation, reopened.rotation)
     for j in range(0, n * 30, 7):  # so every row is found by its own embedding
-        assert [d.id for d in reopened.similarity_search(f"t{j}", k=1, candidates=120)] == [f"r{j}"]
+        assert [d.id for d in reopened.similarity_search(f"t{j}", k=1, candidates=120)] == [
+            f"r{j}"
+        ]
     # the losers' bases were removed: one basis (24 rows) and the config remain
     meta = reopened._engine.meta.name
     rows = first.client.query(meta, filter="", output_fields=["count(*)"])

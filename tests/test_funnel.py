@@ -129,13 +129,8 @@ def test_stage_sizes_follow_prune_ratio_and_never_drop_below_k() -> None:
 
 @pytest.mark.parametrize(
     ("dim", "search_dim", "scales"),
-    [
-        (768, 128, (256, 512, 768)),
-        (384, 64, (128, 256, 384)),
-        (1024, 128, (256, 512, 1024)),
-        (6, 1, (2, 4, 6)),
-        (1536, 256, (512, 1024, 1536)),
-    ],
+    [(768, 128, (256, 512, 768)), (384, 64, (128, 256, 384)), (1024, 128, (256, 512, 1024)),
+     (6, 1, (2, 4, 6)), (1536, 256, (512, 1024, 1536))],
 )
 def test_defaults_follow_the_notebook_and_scale(dim, search_dim, scales) -> None:
     assert default_search_dim(dim) == search_dim

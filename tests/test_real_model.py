@@ -109,7 +109,6 @@ def test_nomic_recipe_prompts_then_layer_norm(embeddings) -> None:
     doc_ln = torch.nn.functional.layer_norm(torch.tensor(doc), (doc.shape[1],)).numpy()[0]
     np.testing.assert_allclose(nomic.embed_documents(["dolls nest"])[0], doc_ln, atol=1e-4)
     # an explicit argument beats the preset
-    plain = MatryoshkaEmbeddings(
-        "nomic-ai/nomic-embed-text-v1.5", model=embeddings.model, layer_norm=False, query_prompt=""
-    )
+    plain = MatryoshkaEmbeddings("nomic-ai/nomic-embed-text-v1.5", model=embeddings.model,
+                                 layer_norm=False, query_prompt="")
     np.testing.assert_allclose(plain.embed_query("x"), embeddings.model.encode("x"), atol=1e-5)
