@@ -476,7 +476,7 @@ def _detail(exc: BaseException) -> str:
                 return str(details())
             except Exception:  # noqa: BLE001
                 pass
-    text = str(exc).strip()
+    text = str(getattr(exc, "message", None) or exc).strip()
     return text if len(text) < 300 else text[:300] + "..."
 
 
