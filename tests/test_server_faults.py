@@ -131,8 +131,15 @@ def test_a_slow_server_is_waited_for_within_the_limit(server_uri, server_collect
             queries, k=5
         )
         assert slow.get_by_ids(["id0", "id1"]) == direct.get_by_ids(["id1"])
+        # the same calibration as through a direct connection (pseudo-queries are seeded)
         result = slow.calibrate(k=3, n_pseudo=10, persist=False)
-        assert result.reached
+        reference = direct.calibrate(k=3, n_pseudo=10, persist=False)
+        assert (result.reached, result.candidates, [p.recall for p in result.curve]) == (
+            reference.reached,
+            reference.candidates,
+            [p.recall for p in reference.curve],
+        )
+        assert result.n_queries == 10 and result.curve
         print(
             f"\nslow server (50 ms per chunk): write, delete, build_index, search, get, "
             f"calibrate in {time.monotonic() - began:.1f} s"
