@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--queries", type=int, default=400)
+    parser.add_argument("--search-dim", type=int, default=64)
     parser.add_argument("--record", type=int, default=1000)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -42,7 +43,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         uri = os.path.join(tmp, "cost.db")
         plain = MatryoshkaMilvus(
-            FakeEmbeddings(size=args.dim), connection_args={"uri": uri}, search_dim=64
+            FakeEmbeddings(size=args.dim), connection_args={"uri": uri}, search_dim=args.search_dim
         )
         plain.add_embeddings([f"d{i}" for i in range(args.rows)], docs)
         plain.build_index()
@@ -69,6 +70,7 @@ def main() -> None:
         "rows": args.rows,
         "dim": args.dim,
         "queries": args.queries,
+        "search_dim": args.search_dim,
         "hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "median_ms_plain": statistics.median(times["plain"]),
         "median_ms_recording": statistics.median(times["recording"]),

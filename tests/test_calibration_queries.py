@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -282,3 +283,32 @@ def test_a_grown_collection_says_its_calibration_is_stale(store, corpus, table) 
     assert reopened.calibration_stale
     reopened.calibrate(qtexts, k=3, target_recall=0.8, measure_latency=False)
     assert not reopened.calibration_stale
+
+
+def test_the_recording_cost_benchmark_runs(tmp_path) -> None:
+    out = tmp_path / "cost.json"
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "query_log_cost.py"
+    subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--rows",
+            "500",
+            "--dim",
+            "32",
+            "--search-dim",
+            "8",
+            "--queries",
+            "20",
+            "--record",
+            "50",
+            "--out",
+            str(out),
+        ],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    report = json.loads(out.read_text())
+    assert report["median_ms_plain"] > 0 and report["median_ms_recording"] > 0
+    assert report["median_paired_ratio"] > 0 and report["record_call_us"] > 0
