@@ -454,13 +454,16 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
     def calibrate(self, query_embeddings: Any = None, **kwargs: Any) -> CalibrationResult:
         """Find and persist the cheapest funnel reaching a target recall@k.
 
-        ``query_embeddings``: held-out query vectors ``[n, dim]`` (None: pseudo-queries
-        drawn from the stored nodes). Keyword options as for
-        :meth:`MatryoshkaMilvus.calibrate` (``k``, ``target_recall``, ...). The chosen
-        settings become the defaults of every store on the collection, LangChain's too.
+        ``query_embeddings``: held-out query vectors ``[n, dim]`` (None: the recorded
+        queries if any, else pseudo-queries drawn from the stored nodes: perturbed
+        vectors, since this store has no model to embed spans of text). Keyword options
+        as for :meth:`MatryoshkaMilvus.calibrate` (``k``, ``target_recall``, ...). The
+        chosen settings become the defaults of every store on the collection,
+        LangChain's too.
         """
         if query_embeddings is not None:
             kwargs["query_vectors"] = query_embeddings
+        kwargs.setdefault("pseudo", "perturbed")
         return self._store.calibrate(None, **kwargs)
 
     def build_index(self) -> None:

@@ -404,8 +404,8 @@ def test_declared_columns_and_tenants(lite_uri, corpus) -> None:
 
 def test_calibration_sets_the_defaults_of_every_front_end(vstore) -> None:
     assert vstore.funnel_defaults["candidates"] is None
-    result = vstore.calibrate(k=5, n_pseudo=30, target_recall=0.9)
-    assert result.reached and result.persisted
+    result = vstore.calibrate(k=5, n_pseudo=200, target_recall=0.9)
+    assert result.reached and result.persisted and result.pseudo_method == "perturbed"
     assert vstore.funnel_defaults["candidates"] == result.candidates
     lc = MatryoshkaMilvus(TableEmbeddings({}), client=vstore.client)  # opened afterwards
     assert lc.funnel_defaults == vstore.funnel_defaults
