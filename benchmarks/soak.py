@@ -337,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
                 collection_name=args.collection,
                 connection_args=connection,
                 consistency_level="Strong",
+                candidates=64,  # the same funnel as the soak's store
             )
             soak.store = store
             result["other_client"] = soak.verify()
