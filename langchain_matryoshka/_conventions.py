@@ -25,7 +25,10 @@ The rule (:data:`CALL_KEYWORDS`): every write accepts ``batch_size`` (rows per M
 upsert call) and ``timeout``; every search, read and delete accepts ``timeout``
 (seconds, a bound on each Milvus call the method makes, passed to it as its
 ``timeout``); searches also take the funnel options :data:`FUNNEL_OPTIONS` and the
-conditions ``expr`` / ``filter``. Anything else, a misspelled funnel option included,
+conditions ``expr`` / ``filter``. Full-text (BM25) searches take the conditions and
+``timeout`` only (no funnel runs); hybrid searches take the funnel options, the fusion
+options :data:`HYBRID_OPTIONS` and the conditions. Anything else, a misspelled funnel
+option included,
 is refused with the list of valid keywords: a silently ignored ``candidate=512`` would
 change results without a word.
 """
@@ -41,6 +44,10 @@ from .errors import ConfigurationError
 FUNNEL_OPTIONS = ("candidates", "scales", "prune_ratio")
 #: Metadata conditions every search, read and delete accepts.
 CONDITIONS = ("expr", "filter")
+#: Per-call options of a hybrid search (see :mod:`._hybrid`): the fusion ("rrf" or
+#: "weighted"), the RRF constant, the weights of the dense and full-text sides, and the
+#: documents each side contributes to the fusion.
+HYBRID_OPTIONS = ("fusion", "rrf_k", "weights", "dense_k", "full_text_k")
 
 #: Keyword arguments accepted by each kind of call, beyond its named parameters.
 CALL_KEYWORDS: Mapping[str, tuple[str, ...]] = {
@@ -48,6 +55,10 @@ CALL_KEYWORDS: Mapping[str, tuple[str, ...]] = {
     "write": ("batch_size", "timeout"),
     # similarity_search*, max_marginal_relevance_search*, search_batch*, the retriever
     "search": (*FUNNEL_OPTIONS, *CONDITIONS, "timeout"),
+    # full_text_search* (BM25 alone: no funnel)
+    "full_text": (*CONDITIONS, "timeout"),
+    # hybrid_search* (the funnel's dense result fused with BM25's)
+    "hybrid": (*FUNNEL_OPTIONS, *HYBRID_OPTIONS, *CONDITIONS, "timeout"),
     # delete / adelete (besides ids, expr, filter)
     "delete": ("timeout",),
     # FunnelRetriever.invoke / batch keywords BaseRetriever hands on, not search options

@@ -82,6 +82,7 @@ from ._reads_adapter import (  # noqa: F401
 )
 from ._reads_adapter import distinct as _distinct
 from ._schema import build_schema, layout_properties, read_layout
+from ._text_search import TextSearch
 from .errors import ConfigurationError, InvalidInputError, SchemaError
 
 #: Rows per page when exact search streams every stored vector. Each page of a Milvus Lite
@@ -138,7 +139,7 @@ def _partition_kwargs(partitions: Sequence[str] | None) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- collection
 
 
-class MilvusCollection(ConditionReads):
+class MilvusCollection(ConditionReads, TextSearch):
     """One collection of the store's layout; every Milvus call goes through here.
 
     :attr:`layout` is the collection's, known once it was opened or created.

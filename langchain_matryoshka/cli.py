@@ -46,6 +46,7 @@ def _eval(args: argparse.Namespace) -> None:
         model_name=os.path.basename(model.rstrip("/")),
         calibrate_split=args.calibrate_on,
         target_recall=args.target,
+        full_text=not args.no_full_text,
     )
     report.settings["hardware"] = f"{platform.machine()}, {os.cpu_count()} CPU cores"
     paths = write_report(report, args.out)
@@ -99,7 +100,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="langchain-matryoshka", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    ev = sub.add_parser("eval", help="head-only vs funnel vs exact search on a BEIR folder")
+    ev = sub.add_parser(
+        "eval", help="head-only, funnel, exact, BM25 and hybrid search on a BEIR folder"
+    )
     ev.add_argument("data", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
     ev.add_argument(
         "--model",
@@ -121,6 +124,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     ev.add_argument("--target", type=float, default=0.99, help="calibration target recall")
     ev.add_argument("--db", default=None, help="Milvus uri (default: a temporary Lite file)")
+    ev.add_argument(
+        "--no-full-text",
+        action="store_true",
+        help="skip BM25 and hybrid search (needed on Milvus servers before 2.5)",
+    )
     ev.add_argument(
         "--out", default="results/eval", help="output folder (also caches corpus embeddings)"
     )

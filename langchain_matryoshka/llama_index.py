@@ -36,8 +36,8 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from . import _milvus
-from ._conventions import CALL_KEYWORDS, check_timeout, write_options
+from . import _hybrid, _milvus
+from ._conventions import CALL_KEYWORDS, HYBRID_OPTIONS, check_timeout, write_options
 from ._engine import FUNNEL_SETTINGS, Engine, Hit
 from ._expressions import combine_exprs, ids_to_expr
 from ._llama_nodes import REF_DOC_ID, filters_to_expr, ids_in, node_to_row, row_to_node
@@ -50,9 +50,11 @@ if TYPE_CHECKING:
 
 #: Per-query options a ``VectorStoreQuery`` cannot carry, passed as ``query(q, **kwargs)``
 #: (``as_retriever(vector_store_kwargs={...})``): the funnel settings, a raw Milvus
-#: ``expr`` AND-ed with the filters, ``timeout`` (seconds per Milvus call) and MMR's options.
+#: ``expr`` AND-ed with the filters, ``timeout`` (seconds per Milvus call), MMR's options
+#: and the hybrid mode's fusion options.
 QUERY_OPTIONS = (
-    *FUNNEL_SETTINGS, "expr", "timeout", "mmr_threshold", "mmr_prefetch_k", "mmr_prefetch_factor"
+    *FUNNEL_SETTINGS, "expr", "timeout", "mmr_threshold", "mmr_prefetch_k", "mmr_prefetch_factor",
+    *HYBRID_OPTIONS,
 )
 _MMR_OPTIONS = ("mmr_threshold", "mmr_prefetch_k", "mmr_prefetch_factor")
 #: MMR fetches this many times ``similarity_top_k`` by default (as LlamaIndex's Milvus store).
@@ -146,8 +148,17 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
     ``timeout`` (seconds each Milvus call may take) and, in
     MMR mode, ``mmr_threshold`` (or ``VectorStoreQuery.mmr_threshold``; 1: relevance
     only, 0: diversity only, default 0.5), ``mmr_prefetch_k`` or
-    ``mmr_prefetch_factor`` (funnel results MMR picks from: default 4 x top k).
+    ``mmr_prefetch_factor`` (funnel results MMR picks from: default 4 x top k);
+    in HYBRID mode ``fusion``, ``rrf_k``, ``weights``, ``dense_k``, ``full_text_k``.
     Unknown options are refused.
+
+    Query modes (``vector_store_query_mode``): DEFAULT (funnel), MMR, TEXT_SEARCH
+    (Milvus' BM25 on ``query_str`` alone, top ``sparse_top_k`` or
+    ``similarity_top_k``; similarities are BM25 scores) and HYBRID (the funnel fused
+    with BM25, top ``hybrid_top_k`` or ``similarity_top_k``; ``alpha`` gives weighted
+    fusion with weights ``(alpha, 1 - alpha)``, 1 being dense only, else RRF;
+    ``sparse_top_k`` sets the BM25 side's depth; similarities are fused scores). The
+    last two need a collection created with ``full_text_search=True``.
     """
 
     stores_text: bool = True
@@ -315,7 +326,8 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
     # ------------------------------------------------------------------ queries
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        """Funnel search for ``query.query_embedding`` (modes: DEFAULT and MMR).
+        """Funnel search for ``query.query_embedding`` (modes: DEFAULT, MMR, TEXT_SEARCH,
+        HYBRID; see the class docstring).
 
         ``doc_ids`` / ``node_ids`` restrict the search to those source documents /
         nodes; an empty list restricts nothing (``VectorStoreIndex.as_retriever``
@@ -329,14 +341,15 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
                 f"by this store; use one of {', '.join(m.value for m in _MODES)}"
             )
         reject_unknown(kwargs, QUERY_OPTIONS, "query (vector_store_kwargs)")
-        if query.mode != VectorStoreQueryMode.MMR:
-            given = [name for name in _MMR_OPTIONS if name in kwargs]
-            if given:
+        for mode, names in ((VectorStoreQueryMode.MMR, _MMR_OPTIONS),
+                            (VectorStoreQueryMode.HYBRID, HYBRID_OPTIONS)):
+            given = [name for name in names if name in kwargs]
+            if query.mode != mode and given:
                 raise ConfigurationError(
-                    f"{', '.join(given)} apply to MMR queries only; pass "
-                    "vector_store_query_mode='mmr' or drop them"
+                    f"{', '.join(given)} apply to {mode.value.upper()} queries only; pass "
+                    f"vector_store_query_mode={mode.value!r} or drop them"
                 )
-        if query.query_embedding is None:
+        if query.mode != VectorStoreQueryMode.TEXT_SEARCH and query.query_embedding is None:
             raise InvalidInputError(
                 "VectorStoreQuery.query_embedding is None; this store searches by vector: "
                 "query through an index with an embed_model, or pass query_embedding"
@@ -355,6 +368,14 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
         tenant = self._tenant_filter(query.filters)
         if tenant is not None:  # lets the engine search only that tenant's partitions
             options["filter"] = tenant
+        if query.mode in (VectorStoreQueryMode.TEXT_SEARCH, VectorStoreQueryMode.HYBRID) and (
+            not isinstance(query.query_str, str) or not query.query_str.strip()
+        ):
+            raise InvalidInputError(
+                f"VectorStoreQuery.query_str is {query.query_str!r}; "
+                f"{VectorStoreQueryMode(query.mode).value.upper()} queries search its "
+                "words with BM25: pass the query text"
+            )
         return handler(self, query, options, kwargs)
 
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
@@ -391,6 +412,45 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
             mmr_threshold=threshold,
         )
         return _result([hits[i] for i in picked])
+
+    def _query_text(
+        self, query: VectorStoreQuery, options: Mapping[str, Any], _: Mapping[str, Any]
+    ) -> VectorStoreQueryResult:
+        """Milvus' BM25 ranking of ``query_str`` (similarities: BM25 scores)."""
+        k = query.sparse_top_k or query.similarity_top_k
+        planned = _hybrid.plan_text(self._engine, k, options)
+        return _result(_hybrid.text_search(self._engine, [query.query_str], planned)[0])
+
+    def _query_hybrid(
+        self, query: VectorStoreQuery, options: Mapping[str, Any], kwargs: Mapping[str, Any]
+    ) -> VectorStoreQueryResult:
+        """The funnel fused with BM25 (``alpha``: weighted, else RRF; fused scores)."""
+        options = {**options, **{n: kwargs[n] for n in HYBRID_OPTIONS if n in kwargs}}
+        if query.alpha is not None:
+            if options.get("fusion", "weighted") != "weighted" or "weights" in options:
+                raise ConfigurationError(
+                    f"VectorStoreQuery.alpha={query.alpha!r} sets weighted fusion with weights "
+                    "(alpha, 1 - alpha); drop fusion / weights from the options, or alpha"
+                )
+            alpha = query.alpha
+            if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (
+                0 <= alpha <= 1
+            ):
+                raise ConfigurationError(
+                    f"alpha={alpha!r} must be a number in [0, 1] (1: dense only, 0: BM25 "
+                    "only); pass e.g. 0.5"
+                )
+            options.update(fusion="weighted", weights=(float(alpha), 1.0 - float(alpha)))
+        if query.sparse_top_k is not None and "full_text_k" not in options:
+            options["full_text_k"] = query.sparse_top_k
+        k = query.hybrid_top_k or query.similarity_top_k
+        planned, hp = _hybrid.plan_hybrid(self._engine, k, options)
+        if planned is None:
+            return _result([])
+        vectors = np.asarray([query.query_embedding], dtype=np.float32)
+        return _result(
+            _hybrid.hybrid_search(self._engine, vectors, [query.query_str], planned, hp)[0]
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -478,6 +538,8 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
 _MODES = {
     VectorStoreQueryMode.DEFAULT: MatryoshkaMilvusVectorStore._query_default,
     VectorStoreQueryMode.MMR: MatryoshkaMilvusVectorStore._query_mmr,
+    VectorStoreQueryMode.TEXT_SEARCH: MatryoshkaMilvusVectorStore._query_text,
+    VectorStoreQueryMode.HYBRID: MatryoshkaMilvusVectorStore._query_hybrid,
 }
 
 

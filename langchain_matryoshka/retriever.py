@@ -17,13 +17,25 @@ from langchain_core.runnables.config import ensure_config, get_config_list
 from pydantic import ConfigDict, Field, ValidationError
 
 from ._conventions import CALL_KEYWORDS
-from ._engine import SEARCH_OPTIONS
+from ._hybrid import hybrid_plan
+from ._hybrid_store import SEARCH_TYPES
 from .errors import ConfigurationError
 from .funnel import make_plan
 from .vectorstore import MatryoshkaMilvus
 
-SearchType = Literal["similarity", "mmr", "similarity_score_threshold"]
-SEARCH_TYPES = ("similarity", "similarity_score_threshold", "mmr")
+SearchType = Literal[
+    "similarity", "mmr", "similarity_score_threshold", "full_text", "hybrid", "hybrid_mmr"
+]
+#: The store options each search type passes on (the rule: ``CALL_KEYWORDS``); the
+#: retriever's other settings (``fetch_k`` for "similarity", ...) wait unused.
+_TYPE_OPTIONS = {
+    "similarity": CALL_KEYWORDS["search"],
+    "similarity_score_threshold": CALL_KEYWORDS["search"],
+    "mmr": CALL_KEYWORDS["search"],
+    "full_text": CALL_KEYWORDS["full_text"],
+    "hybrid": CALL_KEYWORDS["hybrid"],
+    "hybrid_mmr": CALL_KEYWORDS["hybrid"],
+}
 
 #: What ``search_kwargs`` may hold, with the value used when a key is absent (or None).
 SEARCH_KWARGS: dict[str, Any] = {
@@ -37,13 +49,19 @@ SEARCH_KWARGS: dict[str, Any] = {
     "score_threshold": None,
     "fetch_k": 20,
     "lambda_mult": 0.5,
+    "fusion": None,
+    "rrf_k": None,
+    "weights": None,
+    "dense_k": None,
+    "full_text_k": None,
 }
 _RUN_KEYWORDS = CALL_KEYWORDS["run"]
 _CALL_OPTIONS = ("search_type", *SEARCH_KWARGS)
 
 _EXAMPLES = {
     "vectorstore": "vectorstore=MatryoshkaMilvus(...)",
-    "search_type": "search_type='similarity' (or 'mmr', 'similarity_score_threshold')",
+    "search_type": "search_type='similarity' (or 'mmr', 'similarity_score_threshold', "
+    "'full_text', 'hybrid', 'hybrid_mmr')",
     "search_kwargs": "search_kwargs={'k': 4, 'filter': {'source': 'a.txt'}}",
     "k": "k=4",
     "candidates": "candidates=128",
@@ -55,6 +73,11 @@ _EXAMPLES = {
     "score_threshold": "score_threshold=0.7",
     "fetch_k": "fetch_k=20",
     "lambda_mult": "lambda_mult=0.5",
+    "fusion": "fusion='rrf' (or 'weighted')",
+    "rrf_k": "rrf_k=60",
+    "weights": "weights=(0.5, 0.5)",
+    "dense_k": "dense_k=10",
+    "full_text_k": "full_text_k=10",
 }
 
 
@@ -110,11 +133,13 @@ def _make_call(search_type: Any, settings: dict[str, Any]) -> _Call:
     }
     if search_type not in SEARCH_TYPES:
         raise ConfigurationError(
-            f"search_type={search_type!r} is not supported; pass 'similarity', 'mmr' "
-            "or 'similarity_score_threshold'"
+            f"search_type={search_type!r} is not supported; pass one of "
+            + ", ".join(repr(t) for t in SEARCH_TYPES)
         )
     k = merged["k"]
     make_plan(dim=2, search_dim=1, k=k, candidates=merged["candidates"])  # k, candidates
+    if search_type.startswith("hybrid"):  # fusion options, checked once
+        hybrid_plan(merged["fetch_k"] if search_type == "hybrid_mmr" else k, merged)
     threshold = merged["score_threshold"]
     if search_type == "similarity_score_threshold":
         if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
@@ -125,7 +150,7 @@ def _make_call(search_type: Any, settings: dict[str, Any]) -> _Call:
     return _Call(
         search_type,
         k,
-        {name: merged[name] for name in SEARCH_OPTIONS},
+        {name: merged[name] for name in _TYPE_OPTIONS[search_type]},
         threshold,
         merged["fetch_k"],
         merged["lambda_mult"],
@@ -168,7 +193,10 @@ class FunnelRetriever(BaseRetriever):
             flat (``k=4``) and read or set as an attribute (``retriever.k``): those
             are views of ``search_kwargs``.
         search_type:
-            "similarity" (default), "mmr" or "similarity_score_threshold".
+            "similarity" (default), "mmr", "similarity_score_threshold", "full_text"
+            (BM25 alone), "hybrid" (the funnel fused with BM25; ``fusion``, ``rrf_k``,
+            ``weights``, ``dense_k``, ``full_text_k``) or "hybrid_mmr" (MMR over the
+            fused top ``fetch_k``); the last three need ``full_text_search=True``.
 
     Per-user retrieval (LangChain's how-to, as written):
         .. code-block:: python
@@ -226,13 +254,16 @@ class FunnelRetriever(BaseRetriever):
     vectorstore: MatryoshkaMilvus
     """The store to search."""
     search_type: SearchType = "similarity"
-    """"similarity", "mmr" (diverse, on full vectors) or "similarity_score_threshold"."""
+    """"similarity", "mmr" (diverse, on full vectors), "similarity_score_threshold",
+    "full_text" (BM25), "hybrid" (funnel + BM25) or "hybrid_mmr"."""
     search_kwargs: dict[str, Any] = Field(default_factory=dict)
     """The search settings (the source of truth; ``k``, ``candidates``, ... are views).
 
     Keys: ``k``, ``candidates``, ``scales``, ``prune_ratio``, ``expr``, ``filter``,
-    ``timeout``, ``score_threshold``, ``fetch_k``, ``lambda_mult``; an absent key (or
-    None) means its default. Configurable per call, as in LangChain's per-user
+    ``timeout``, ``score_threshold``, ``fetch_k``, ``lambda_mult``, ``fusion``,
+    ``rrf_k``, ``weights``, ``dense_k``, ``full_text_k``; an absent key (or None) means
+    its default. A search type passes on the keys it uses (see ``_TYPE_OPTIONS``).
+    Configurable per call, as in LangChain's per-user
     retrieval: ``retriever.configurable_fields(search_kwargs=ConfigurableField(
     id="search_kwargs"))``, then ``config={"configurable": {"search_kwargs": {...}}}``.
     """
@@ -250,6 +281,11 @@ class FunnelRetriever(BaseRetriever):
     score_threshold = _view("score_threshold", "Minimum relevance in [0, 1] (threshold type).")
     fetch_k = _view("fetch_k", 'Funnel results MMR chooses from ("mmr", default 20).')
     lambda_mult = _view("lambda_mult", "MMR trade-off: 1 relevance only, 0 diversity only.")
+    fusion = _view("fusion", 'Hybrid fusion: "rrf" (default) or "weighted".')
+    rrf_k = _view("rrf_k", "RRF constant of fusion='rrf' (default 60).")
+    weights = _view("weights", "(dense, full text) weights of fusion='weighted'.")
+    dense_k = _view("dense_k", "Funnel results fused in a hybrid search (default max(k, 10)).")
+    full_text_k = _view("full_text_k", "BM25 results fused in a hybrid search.")
 
     def __init__(self, **data: Any) -> None:
         flat = {name: data.pop(name) for name in SEARCH_KWARGS if name in data}
@@ -308,26 +344,37 @@ class FunnelRetriever(BaseRetriever):
     def _search(self, queries: list[str], call: _Call) -> list[list[Document]]:
         """All queries' documents: one embedding call and one Milvus search (MMR: each)."""
         store = self.vectorstore
-        if call.search_type == "mmr":
-            return [
-                store.max_marginal_relevance_search(
-                    q, call.k, call.fetch_k, call.lambda_mult, **call.options
-                )
-                for q in queries
-            ]
-        found = store.search_batch_with_score(queries, call.k, **call.options)
+        if call.search_type in ("mmr", "hybrid_mmr"):
+            mmr = (
+                store.max_marginal_relevance_search
+                if call.search_type == "mmr"
+                else store.hybrid_max_marginal_relevance_search
+            )
+            return [mmr(q, call.k, call.fetch_k, call.lambda_mult, **call.options) for q in queries]
+        batch = {
+            "full_text": store.full_text_search_batch_with_score,
+            "hybrid": store.hybrid_search_batch_with_score,
+        }.get(call.search_type, store.search_batch_with_score)
+        found = batch(queries, call.k, **call.options)
         return [call.finish(p) for p in found]
 
     async def _asearch(self, queries: list[str], call: _Call) -> list[list[Document]]:
         store = self.vectorstore
-        if call.search_type == "mmr":
+        if call.search_type in ("mmr", "hybrid_mmr"):
+            mmr = (
+                store.amax_marginal_relevance_search
+                if call.search_type == "mmr"
+                else store.ahybrid_max_marginal_relevance_search
+            )
             return [
-                await store.amax_marginal_relevance_search(
-                    q, call.k, call.fetch_k, call.lambda_mult, **call.options
-                )
+                await mmr(q, call.k, call.fetch_k, call.lambda_mult, **call.options)
                 for q in queries
             ]
-        found = await store.asearch_batch_with_score(queries, call.k, **call.options)
+        batch = {
+            "full_text": store.afull_text_search_batch_with_score,
+            "hybrid": store.ahybrid_search_batch_with_score,
+        }.get(call.search_type, store.asearch_batch_with_score)
+        found = await batch(queries, call.k, **call.options)
         return [call.finish(p) for p in found]
 
     def _get_relevant_documents(

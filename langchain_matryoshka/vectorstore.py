@@ -14,6 +14,7 @@ from . import _milvus
 from ._async_store import AsyncStoreMethods
 from ._conventions import CALL_KEYWORDS, check_timeout, write_options
 from ._engine import Engine, Planned, mmr_documents, pairs
+from ._hybrid_store import HybridStoreMethods
 from ._layout import declare
 from ._metadata_reads import MetadataReads
 from ._validation import check_queries, prepare_texts, reject_unknown
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from .self_query import MatryoshkaTranslator
 
 
-class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, VectorStore):
+class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, HybridStoreMethods, VectorStore):
     """Milvus vector store that indexes a short head of Matryoshka embeddings.
 
     Milvus indexes only the first ``search_dim`` dims of each embedding (normalised);
@@ -126,6 +127,12 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, VectorStore):
 
             store.similarity_search("query", k=4, filter={"src": "a"})
             store.similarity_search_with_score("query", k=4, candidates=256)
+
+    Keyword and hybrid search (``full_text_search=True``; docs/hybrid.md):
+        .. code-block:: python
+
+            store.full_text_search_with_score("error E1234", k=4)  # BM25 scores
+            store.hybrid_search_with_score("query", k=4, fusion="rrf")  # fused scores
 
     Read by metadata (no query vector):
         .. code-block:: python
@@ -516,10 +523,12 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, VectorStore):
     def as_retriever(self, **kwargs: Any) -> FunnelRetriever:  # type: ignore[override]
         """A :class:`FunnelRetriever` over this store.
 
-        ``search_type`` ("similarity", "mmr" or "similarity_score_threshold") and
-        ``search_kwargs`` (``k``, ``candidates``, ``scales``, ``prune_ratio``,
-        ``expr``, ``filter``, ``score_threshold``, ``fetch_k``, ``lambda_mult``) set
-        the retriever's defaults; ``tags`` and ``metadata`` go to the retriever.
+        ``search_type`` ("similarity", "mmr", "similarity_score_threshold", "full_text",
+        "hybrid" or "hybrid_mmr") and ``search_kwargs`` (``k``, ``candidates``,
+        ``scales``, ``prune_ratio``, ``expr``, ``filter``, ``score_threshold``,
+        ``fetch_k``, ``lambda_mult``, and for hybrid search ``fusion``, ``rrf_k``,
+        ``weights``, ``dense_k``, ``full_text_k``) set the retriever's defaults;
+        ``tags`` and ``metadata`` go to the retriever.
         """
         from .retriever import FunnelRetriever
 

@@ -81,6 +81,13 @@ def test_evaluate_beir_compares_methods(beir, tmp_path) -> None:
             "documents",
         }
         assert by[("head only", rotation, None)].recall_vs_exact <= 1.0
+        for fusion in ("rrf", "weighted"):  # the funnel fused with BM25, default depths
+            hybrid = next(r for r in report.results
+                          if r.method == f"hybrid {fusion}" and r.rotation == rotation)
+            assert 0.0 <= hybrid.ndcg <= 1.0
+            assert {"head_search", "full_text_search", "fusion"} <= set(hybrid.stages_ms)
+    # BM25 alone, once (it does not depend on the rotation)
+    assert [r.method for r in report.results].count("full text (BM25)") == 1
     paths = write_report(report, tmp_path / "out")
     names = {p.name for p in paths}
     assert {"eval.json", "eval.md"} <= names

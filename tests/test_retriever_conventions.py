@@ -46,7 +46,12 @@ def test_vectorstore_retriever_attributes(store) -> None:
     r = store.as_retriever(search_type="mmr", search_kwargs={"k": 2, "fetch_k": 6},
                            tags=["mine"], metadata={"team": "a"})
     assert r.vectorstore is store and r.search_type == "mmr"
-    assert FunnelRetriever.allowed_search_types == VectorStoreRetriever.allowed_search_types
+    # LangChain's own search types, then this store's keyword and hybrid ones
+    allowed = FunnelRetriever.allowed_search_types
+    assert set(VectorStoreRetriever.allowed_search_types) <= set(allowed)
+    assert allowed[len(VectorStoreRetriever.allowed_search_types):] == (
+        "full_text", "hybrid", "hybrid_mmr"
+    )
     assert r.tags[0] == "mine" and r.metadata == {"team": "a"}
     assert r.invoke("query 2") == store.max_marginal_relevance_search("query 2", k=2, fetch_k=6)
 
