@@ -89,3 +89,26 @@ def test_server_benchmark_small_run(tmp_path, server_uri) -> None:
         )
     finally:
         client.close()
+
+
+def test_hybrid_latency_benchmark_small_run(tmp_path) -> None:
+    out = tmp_path / "hybrid.json"
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "hybrid.py"), "--workdir", str(tmp_path / "w"),
+         "--json", str(out), *"--n 2000 --queries 6 --dim 32 --search-dim 8".split()],
+        check=True,
+        timeout=600,
+    )
+    report = json.loads(out.read_text())
+    methods = {"funnel", "full_text", "hybrid", "hybrid_sequential", "milvus_hybrid"}
+    assert set(report["p50_ms"]) == set(report["ratio_to_funnel"]) == methods
+    assert all(v > 0 for v in report["p50_ms"].values())
+    assert report["ratio_to_funnel"]["funnel"] == 1.0
+    assert {"head_search", "full_text_search", "fusion", "total"} <= set(
+        report["hybrid_stages_ms"]
+    )
+    table = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "hybrid_report.py"), "--latency", str(out)],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout
+    assert "| hybrid, two calls issued together (the store's) |" in table

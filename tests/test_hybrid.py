@@ -315,3 +315,34 @@ def test_llama_index_text_search_and_hybrid_modes(store) -> None:
 
     with pytest.raises(InvalidInputError, match="query_str is None"):
         vstore.query(VectorStoreQuery(query_embedding=q, mode="hybrid"))
+
+
+@pytest.mark.server
+def test_milvus_2_3_server_refuses_full_text_search_clearly(
+    server_uri, server_collections, table
+) -> None:
+    """The test server is Milvus 2.3 (no BM25 before 2.5): the error names the version.
+
+    Full-text and hybrid search on a 2.5+ server cannot be tested here (Milvus 2.4+
+    needs Docker or Kubernetes, which these machines lack).
+    """
+    store = MatryoshkaMilvus(
+        table, collection_name=server_collections(), connection_args={"uri": server_uri},
+        search_dim=2, full_text_search=True,
+    )
+    try:
+        with pytest.raises(ConfigurationError, match=r"needs Milvus 2\.5 or later.*Milvus 2\.3"):
+            store.add_texts([TEXTS["d0"]], ids=["d0"])
+        assert not store.client.has_collection(store.collection_name)  # nothing half-made
+    finally:
+        store.close()
+    plain = MatryoshkaMilvus(
+        table, collection_name=server_collections(), connection_args={"uri": server_uri},
+        search_dim=2,
+    )
+    try:
+        plain.add_texts([TEXTS["d0"]], ids=["d0"])
+        with pytest.raises(ConfigurationError, match="has no full-text field"):
+            plain.hybrid_search(QUERY)
+    finally:
+        plain.close()
