@@ -83,11 +83,12 @@ class HybridStoreMethods:
 
         Per query, the funnel's dense top ``dense_k`` and BM25's top ``full_text_k``
         (default ``max(k, 10)`` each; same ``expr`` / ``filter`` on both) are fused into
-        the top ``k``: ``fusion="rrf"`` (default; ``rrf_k``, default 60) or
-        ``fusion="weighted"`` (``weights=(dense, full_text)``, default (0.5, 0.5), on
-        min-max normalised scores). Scores are fused scores, not cosines: RRF sums of
-        ``1 / (rrf_k + rank)``, weighted sums in [0, 1]. Funnel options (``candidates``,
-        ``scales``, ``prune_ratio``) and ``timeout`` apply as for similarity search.
+        the top ``k``: ``fusion="weighted"`` (the default; ``weights=(dense, full_text)``,
+        default (0.5, 0.5), on min-max normalised scores) or ``fusion="rrf"``
+        (reciprocal ranks; ``rrf_k``, default 60). Scores are fused scores, not
+        cosines: weighted sums in [0, 1], RRF sums of ``1 / (rrf_k + rank)``. Funnel
+        options (``candidates``, ``scales``, ``prune_ratio``) and ``timeout`` apply as
+        for similarity search.
         """
         return pairs(self._hybrid_hits(queries, k, kwargs))
 

@@ -156,7 +156,8 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
     (Milvus' BM25 on ``query_str`` alone, top ``sparse_top_k`` or
     ``similarity_top_k``; similarities are BM25 scores) and HYBRID (the funnel fused
     with BM25, top ``hybrid_top_k`` or ``similarity_top_k``; ``alpha`` gives weighted
-    fusion with weights ``(alpha, 1 - alpha)``, 1 being dense only, else RRF;
+    fusion with weights ``(alpha, 1 - alpha)``, 1 being dense only, else the store's
+    default fusion or the ``fusion`` option;
     ``sparse_top_k`` sets the BM25 side's depth; similarities are fused scores). The
     last two need a collection created with ``full_text_search=True``.
     """
@@ -424,7 +425,7 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
     def _query_hybrid(
         self, query: VectorStoreQuery, options: Mapping[str, Any], kwargs: Mapping[str, Any]
     ) -> VectorStoreQueryResult:
-        """The funnel fused with BM25 (``alpha``: weighted, else RRF; fused scores)."""
+        """The funnel fused with BM25 (``alpha``: weighted fusion; fused scores)."""
         options = {**options, **{n: kwargs[n] for n in HYBRID_OPTIONS if n in kwargs}}
         if query.alpha is not None:
             if options.get("fusion", "weighted") != "weighted" or "weights" in options:

@@ -281,7 +281,7 @@ class FunnelRetriever(BaseRetriever):
     score_threshold = _view("score_threshold", "Minimum relevance in [0, 1] (threshold type).")
     fetch_k = _view("fetch_k", 'Funnel results MMR chooses from ("mmr", default 20).')
     lambda_mult = _view("lambda_mult", "MMR trade-off: 1 relevance only, 0 diversity only.")
-    fusion = _view("fusion", 'Hybrid fusion: "rrf" (default) or "weighted".')
+    fusion = _view("fusion", 'Hybrid fusion: "weighted" (default) or "rrf".')
     rrf_k = _view("rrf_k", "RRF constant of fusion='rrf' (default 60).")
     weights = _view("weights", "(dense, full text) weights of fusion='weighted'.")
     dense_k = _view("dense_k", "Funnel results fused in a hybrid search (default max(k, 10)).")

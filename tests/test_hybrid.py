@@ -108,7 +108,7 @@ def _rrf(*ranks: int) -> float:
 def test_hybrid_rrf_matches_hand_computed_fusion(store) -> None:
     # dense (cosine to e0): d3 d1 d0 d4 d2 ; BM25 "cat": d4 d2 d0
     assert [d.id for d in store.similarity_search(QUERY, k=5)] == ["d3", "d1", "d0", "d4", "d2"]
-    found = store.hybrid_search_with_score(QUERY, k=5, dense_k=5, full_text_k=5)
+    found = store.hybrid_search_with_score(QUERY, k=5, fusion="rrf", dense_k=5, full_text_k=5)
     expected = {
         "d4": _rrf(4, 1), "d0": _rrf(3, 3), "d2": _rrf(5, 2), "d3": _rrf(1), "d1": _rrf(2)
     }
@@ -119,7 +119,7 @@ def test_hybrid_rrf_matches_hand_computed_fusion(store) -> None:
     assert [d.id for d, _ in found] == ["d4", "d3"]
     assert found[0][1] == pytest.approx(1 / 4 + 1 / 1)
     # depth 2 on each side: only d3 d1 (dense) and d4 d2 (BM25) take part
-    shallow = store.hybrid_search_with_score(QUERY, k=4, dense_k=2, full_text_k=2)
+    shallow = store.hybrid_search_with_score(QUERY, k=4, rrf_k=60, dense_k=2, full_text_k=2)
     assert [d.id for d, _ in shallow] == ["d3", "d4", "d1", "d2"]
 
 
@@ -146,7 +146,9 @@ def test_filters_apply_to_both_sides(store) -> None:
         assert {d.id for d in found} == {"d0", "d2"}
         assert [d.id for d in store.full_text_search(QUERY, k=5, **kwargs)] == ["d2", "d0"]
     # group b: dense d3 d1 d4, BM25 d4 only
-    found = store.hybrid_search(QUERY, k=5, dense_k=5, full_text_k=5, filter={"group": "b"})
+    found = store.hybrid_search(
+        QUERY, k=5, fusion="rrf", dense_k=5, full_text_k=5, filter={"group": "b"}
+    )
     assert [d.id for d in found] == ["d4", "d3", "d1"]
 
 
@@ -195,7 +197,8 @@ def test_options_are_checked(store) -> None:
     cases = [
         (store.full_text_search, {"candidates": 8}, "unknown option.*'candidates'.*full-text"),
         (store.hybrid_search, {"fusion": "max"}, "fusion='max' is not supported"),
-        (store.hybrid_search, {"weights": (1, 1)}, "applies to fusion='weighted' only"),
+        (store.hybrid_search, {"fusion": "rrf", "weights": (1, 1)}, "fusion='weighted' only"),
+        (store.hybrid_search, {"rrf_k": 5, "weights": (1, 1)}, "pass one of them"),
         (store.hybrid_search, {"fusion": "weighted", "rrf_k": 5}, "applies to fusion='rrf'"),
         (store.hybrid_search, {"fusion": "weighted", "weights": (1,)}, "weights="),
         (store.hybrid_search, {"rrf_k": -1}, "rrf_k=-1"),
@@ -268,7 +271,7 @@ def test_retriever_search_types(store) -> None:
     assert len(mmr.invoke(QUERY)) == 2
     assert "hybrid" in FunnelRetriever.allowed_search_types
     with pytest.raises(ConfigurationError, match="applies to fusion='weighted' only"):
-        store.as_retriever(search_type="hybrid", weights=(1, 1))
+        store.as_retriever(search_type="hybrid", fusion="rrf", weights=(1, 1))
     with pytest.raises(ConfigurationError, match="'bm25' is invalid.*'full_text', 'hybrid'"):
         store.as_retriever(search_type="bm25")
 
@@ -346,3 +349,12 @@ def test_milvus_2_3_server_refuses_full_text_search_clearly(
             plain.hybrid_search(QUERY)
     finally:
         plain.close()
+
+
+def test_default_fusion_is_weighted_half_and_half(store) -> None:
+    # chosen on SciFact's train queries (benchmarks/hybrid_defaults.py, docs/hybrid.md)
+    default = store.hybrid_search_with_score(QUERY, k=5)
+    assert default == store.hybrid_search_with_score(
+        QUERY, k=5, fusion="weighted", weights=(0.5, 0.5), dense_k=10, full_text_k=10
+    )
+    assert all(0.0 <= s <= 1.0 for _, s in default)
