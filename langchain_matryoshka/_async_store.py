@@ -42,7 +42,9 @@ class AsyncStoreMethods:
         def max_marginal_relevance_search_by_vector(self, *args: Any, **kwargs: Any) -> Any: ...
         def build_index(self) -> None: ...
         def calibrate(self, *args: Any, **kwargs: Any) -> CalibrationResult: ...
-        def exact_search_with_score(self, query: str, k: int = 4) -> list[tuple[str, float]]: ...
+        def exact_search_with_score(
+            self, query: str, k: int = 4, **kwargs: Any
+        ) -> list[tuple[str, float]]: ...
         def close(self) -> None: ...
 
     async def _aembed_queries(self, queries: Sequence[str]) -> list[list[float]]:
@@ -206,8 +208,10 @@ class AsyncStoreMethods:
     ) -> CalibrationResult:
         return await asyncio.to_thread(self.calibrate, queries, **kwargs)
 
-    async def aexact_search_with_score(self, query: str, k: int = 4) -> list[tuple[str, float]]:
-        return await asyncio.to_thread(self.exact_search_with_score, query, k)
+    async def aexact_search_with_score(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[str, float]]:
+        return await asyncio.to_thread(self.exact_search_with_score, query, k, **kwargs)
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)

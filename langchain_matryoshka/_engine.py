@@ -18,7 +18,7 @@ import numpy as np
 from langchain_core.documents import Document
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
-from . import _layout, _milvus
+from . import _filtered, _layout, _milvus
 from ._conventions import CALL_KEYWORDS, FUNNEL_OPTIONS, check_timeout
 from ._expressions import Expressions
 from .errors import ConfigurationError, DimensionMismatchError, InvalidInputError
@@ -121,6 +121,10 @@ class Engine:
             {f.name: f.kind for f in self.declared.fields},
             nullable=[f.name for f in self.declared.fields if f.nullable],
         )
+        #: Filtered searches matching at most this many rows rank them exactly (0: never).
+        self.exact_rows = _filtered.EXACT_ROWS
+        #: Counts of matching rows that route filtered searches (cleared on writes).
+        self.counts = _filtered.CountCache()
         self.basis: np.ndarray | None = None
         self.config: dict[str, Any] = {}
         #: The query sample (``record_queries=N``), set by the store; None: not recording.
@@ -326,9 +330,12 @@ class Engine:
         rows = _milvus.make_rows(
             ids, texts, metas, head_of(vectors, layout.search_dim), vectors, layout
         )
-        self.collection.upsert(
-            rows, batch_size or self.batch_size, progress=self.show_progress, timeout=timeout
-        )
+        try:
+            self.collection.upsert(
+                rows, batch_size or self.batch_size, progress=self.show_progress, timeout=timeout
+            )
+        finally:
+            self.counts.clear()
 
     @property
     def dim(self) -> int | None:
@@ -404,6 +411,16 @@ class Engine:
         plan, expr, layout, partitions, timeout = planned[:5]
         clock = _Clock(timings)
         q = self.query_vectors(queries, layout)
+        route = self.route(planned)
+        if route is not None:
+            clock.lap("count")
+            if route.exact:
+                exact = self._exact_filtered(q, planned)
+                clock.lap("exact_filtered")
+                if exact is not None:
+                    if record and self.query_log is not None:
+                        self.query_log.record(np.asarray(queries, dtype=np.float32), query_texts)
+                    return exact
         hits = self.collection.search(
             head_of(q, layout.search_dim),
             plan.candidates,
@@ -413,6 +430,7 @@ class Engine:
             with_documents=not self.fetch_after_rerank and partitions is None,
             partitions=partitions,
             timeout=timeout,
+            ef=None if route is None else route.ef,
         )
         clock.lap("head_search")
         cands = _milvus.hits_to_candidates(hits, layout)
@@ -445,6 +463,73 @@ class Engine:
         clock.lap("documents")
         if record and self.query_log is not None:
             self.query_log.record(np.asarray(queries, dtype=np.float32), query_texts)
+        return results
+
+    def route(self, planned: Planned) -> _filtered.Route | None:
+        """How a filtered search runs (None: unfiltered, or routing is off).
+
+        Counts the rows matching the filter and the rows searched (cached, see
+        :class:`._filtered.CountCache`); few matches are ranked exactly, many are
+        searched with an ``ef`` grown by the selectivity.
+        """
+        if not planned.expr or self.exact_rows < 0:
+            return None
+        parts = None if planned.partitions is None else tuple(planned.partitions)
+
+        def count(where: str) -> int:
+            return self.counts.get(
+                (where, parts),
+                lambda: self.collection.count(where, planned.partitions, timeout=planned.timeout),
+            )
+
+        matching = count(planned.expr)
+        if matching > self.exact_rows:
+            scope = count("")
+        else:
+            scope = matching
+        return _filtered.choose(matching, scope, planned.plan.candidates, self.exact_rows)
+
+    def _exact_filtered(self, q: np.ndarray, planned: Planned) -> list[list[Hit]] | None:
+        """Exact top ``k`` among the rows matching the filter (one read of them all).
+
+        None when more rows match than :attr:`exact_rows` (a stale count): the caller
+        runs the head search instead.
+        """
+        plan, expr, layout, partitions, timeout = planned[:5]
+        rows = self.collection.query(
+            expr,
+            limit=self.exact_rows + 1,
+            partitions=partitions,
+            timeout=timeout,
+            fields=(_milvus.FIELD_ID, _milvus.FIELD_FULL),
+        )
+        if len(rows) > self.exact_rows:
+            return None
+        ids = [str(r[_milvus.FIELD_ID]) for r in rows]
+        vectors = _milvus.decode_full([r[_milvus.FIELD_FULL] for r in rows], layout)
+        top = StreamingTopK(q, len(ids))
+        top.push(vectors, offset=0)
+        order, scores = top.result()
+        tenants = self._tenants(planned)
+        results: list[list[Hit]] = []
+        for qi in range(len(q)):
+            ranked = [
+                (j, s) for j, s in zip(order[qi].tolist(), scores[qi].tolist()) if j >= 0
+            ]
+            hits_q: list[Hit] = []
+            start = 0
+            # The k best; a row deleted since the read (or, on Milvus Lite, the old
+            # version of a document that moved tenant) is replaced by the next best.
+            while len(hits_q) < plan.k and start < len(ranked):
+                chunk = ranked[start : start + plan.k - len(hits_q)]
+                start += len(chunk)
+                docs = self._fetch_documents([ids], [chunk], tenants, timeout)[0]
+                for j, s in chunk:
+                    if docs.get(j) is not None:
+                        text, metadata = docs[j]
+                        doc = Document(id=ids[j], page_content=text, metadata=metadata)
+                        hits_q.append(Hit(doc, float(s), vectors[j]))
+            results.append(hits_q)
         return results
 
     def _tenants(self, planned: Planned) -> frozenset | None:
@@ -529,20 +614,34 @@ class Engine:
         return q, _milvus.hits_to_candidates(hits, layout)
 
     def exact(
-        self, queries: Any, k: int, batch_size: int = _milvus.SCAN_BATCH
+        self,
+        queries: Any,
+        k: int,
+        batch_size: int = _milvus.SCAN_BATCH,
+        *,
+        where: str = "",
+        partitions: list[str] | None = None,
+        timeout: float | None = None,
     ) -> tuple[list[list[str]], np.ndarray]:
-        """Exact full-dimension cosine top ``k`` over every stored row (streamed).
+        """Exact full-dimension cosine top ``k`` over the rows matching ``where`` (streamed).
 
-        Memory stays at ``batch_size x dim`` floats of the collection plus the
-        running top ``k`` per query, whatever the collection's size.
+        Every stored row without a condition. Memory stays at ``batch_size x dim``
+        floats of the collection plus the running top ``k`` per query, whatever the
+        collection's size. ``partitions``: the tenant partitions a filter confines it to.
         """
         layout = self._require_layout()
         q = self.query_vectors(queries, layout)
         top = StreamingTopK(q, k)
         all_ids: list[str] = []
-        for ids, vectors in self.collection.iterate_vectors(layout, batch_size):
-            top.push(vectors, offset=len(all_ids))
-            all_ids.extend(ids)
+        pages = self.collection.iterate_rows(
+            where, batch_size, None, timeout, (_milvus.FIELD_ID, _milvus.FIELD_FULL), partitions
+        )
+        for page in pages:
+            top.push(
+                _milvus.decode_full([r[_milvus.FIELD_FULL] for r in page], layout),
+                offset=len(all_ids),
+            )
+            all_ids.extend(str(r[_milvus.FIELD_ID]) for r in page)
         idx, scores = top.result()
         return [[all_ids[j] for j in row if j >= 0] for row in idx.tolist()], scores
 
@@ -582,7 +681,10 @@ class Engine:
     ) -> None:
         """Delete these ids, or the rows matching ``where`` (nothing while empty)."""
         if (self.layout or self.refresh()) is not None and (ids is None or ids):
-            self.collection.delete(ids=ids, expr=where, partitions=partitions, timeout=timeout)
+            try:
+                self.collection.delete(ids=ids, expr=where, partitions=partitions, timeout=timeout)
+            finally:
+                self.counts.clear()
 
     def documents(self, ids: list[str], timeout: float | None = None) -> list[Document]:
         """Documents with these ids, in the order given; missing ones skipped."""

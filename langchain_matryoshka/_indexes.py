@@ -69,14 +69,14 @@ def index_params_for(
 
 
 def search_params_for(
-    index_type: str, params: Mapping[str, Any] | None, limit: int
+    index_type: str, params: Mapping[str, Any] | None, limit: int, ef: int | None = None
 ) -> dict[str, Any]:
-    """Search parameters for a head search of ``limit`` hits."""
+    """Search parameters for a head search of ``limit`` hits (HNSW: ``ef`` at least)."""
     merged = dict(DEFAULT_SEARCH_PARAMS.get(index_type, {}))
     merged.update(params or {})
     if index_type.upper().startswith("HNSW"):
         # HNSW must explore at least `limit` nodes (Milvus servers refuse ef < limit).
-        merged["ef"] = max(int(merged.get("ef", 64)), limit)
+        merged["ef"] = max(int(merged.get("ef", 64)), limit, ef or 0)
     return {"metric_type": METRIC, "params": merged}
 
 

@@ -12,7 +12,7 @@ methods run them on a worker thread. Why the layout is what it is, measured:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -470,10 +470,12 @@ class MilvusCollection(ConditionReads, TextSearch):
         partitions: Sequence[str] | None = None,
         offset: int = 0,
         timeout: float | None = None,
+        fields: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
         """Rows matching ``expr`` (all rows for an empty one), with document fields.
 
-        ``offset + limit`` may not exceed :data:`QUERY_WINDOW`.
+        ``offset + limit`` may not exceed :data:`QUERY_WINDOW`; ``fields``: these
+        instead of the document fields.
         """
         layout = self._require()
         partitions = self._existing(partitions)
@@ -487,7 +489,7 @@ class MilvusCollection(ConditionReads, TextSearch):
             rows = self.client.query(
                 self.name,
                 filter=expr or f'{FIELD_ID} != ""',
-                output_fields=layout.document_fields(),
+                output_fields=list(fields) if fields else layout.document_fields(),
                 consistency_level=self.consistency_level,
                 **_partition_kwargs(partitions),
                 **kwargs,
@@ -527,12 +529,14 @@ class MilvusCollection(ConditionReads, TextSearch):
         with_documents: bool = True,
         partitions: Sequence[str] | None = None,
         timeout: float | None = None,
+        ef: int | None = None,
     ) -> Any:
         """One head search for all queries, bringing back what reranking needs.
 
         With ``with_documents`` the hits carry their texts and metadata too; else only
         their ids and full vectors. Returns Milvus' raw hits; :func:`hits_to_candidates`
-        turns them into arrays. ``partitions``: search only these.
+        turns them into arrays. ``partitions``: search only these; ``ef``: at least
+        this HNSW exploration (filtered searches, see :mod:`._filtered`).
         """
         layout = self._require()
         partitions = self._existing(partitions)
@@ -550,31 +554,11 @@ class MilvusCollection(ConditionReads, TextSearch):
                 limit=limit,
                 filter=expr,
                 output_fields=fields,
-                search_params=search_params_for(self.index_type, self.search_params, limit),
+                search_params=search_params_for(self.index_type, self.search_params, limit, ef),
                 consistency_level=self.consistency_level,
                 **_partition_kwargs(partitions),
                 **call_timeout(timeout),
             )
-
-    def iterate_vectors(
-        self, layout: Layout, batch_size: int = SCAN_BATCH, expr: str = ""
-    ) -> Iterator[tuple[list[str], np.ndarray]]:
-        """Every row's id and full vector, ``batch_size`` rows at a time (bounded memory)."""
-        with self._call("query_iterator", expr):
-            iterator = self.client.query_iterator(
-                self.name, batch_size=batch_size, filter=expr, output_fields=[FIELD_ID, FIELD_FULL]
-            )
-        try:
-            while True:
-                batch = _distinct(iterator.next(), FIELD_ID)
-                if not batch:
-                    return
-                yield (
-                    [str(r[FIELD_ID]) for r in batch],
-                    decode_full([r[FIELD_FULL] for r in batch], layout),
-                )
-        finally:
-            iterator.close()
 
     def all_ids(self, batch_size: int = 16384) -> list[str]:
         """Every row's id."""

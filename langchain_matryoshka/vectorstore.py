@@ -568,10 +568,28 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, HybridStoreMethods, Vec
 
         return calibrate(self._engine, self._embed_queries, queries, **kwargs)
 
-    def exact_search_with_score(self, query: str, k: int = 4) -> list[tuple[str, float]]:
-        """Exact full-dimension cosine top ``k`` ids over every stored row (slow; a reference)."""
+    def exact_search_with_score(
+        self,
+        query: str,
+        k: int = 4,
+        *,
+        expr: str | None = None,
+        filter: dict[str, Any] | None = None,  # noqa: A002 - LangChain's name
+        timeout: float | None = None,
+    ) -> list[tuple[str, float]]:
+        """Exact full-dimension cosine top ``k`` ids over the stored rows (slow; a reference).
+
+        Every row, or those matching ``expr`` and ``filter`` (as in the searches).
+        """
         make_plan(dim=2, search_dim=1, k=k)
-        ids, scores = self._engine.exact(self._embed_queries([query]), k)
+        where = self._engine.where(expr, filter)
+        ids, scores = self._engine.exact(
+            self._embed_queries([query]),
+            k,
+            where=where,
+            partitions=self._engine.partitions_for(filter),
+            timeout=check_timeout(timeout),
+        )
         return list(zip(ids[0], scores[0].tolist()))
 
     def close(self) -> None:

@@ -140,20 +140,30 @@ def test_tenants_live_in_their_own_partitions(typed) -> None:
 
 def test_a_tenant_filter_searches_only_that_tenants_partition(typed, data) -> None:
     _, _, qtexts, _, _ = data
+    client = typed._engine.collection.client
     calls = []
-    search = typed._engine.collection.client.search
+    search, query = client.search, client.query
 
-    def spy(*args, **kwargs):
-        calls.append(kwargs.get("partition_names"))
+    def spy_search(*args, **kwargs):
+        calls.append(("search", kwargs.get("partition_names")))
         return search(*args, **kwargs)
 
-    typed._engine.collection.client.search = spy
-    typed.similarity_search(qtexts[0], k=3, filter={"tenant": "t3"})
-    typed.similarity_search(qtexts[0], k=3, filter={"source": "s1"})
-    typed.similarity_search(qtexts[0], k=3, filter={"tenant": "never-written"})
+    def spy_query(*args, **kwargs):
+        if "full" in kwargs.get("output_fields", []):  # the exact read of few matches
+            calls.append(("read", kwargs.get("partition_names")))
+        return query(*args, **kwargs)
+
+    client.search, client.query = spy_search, spy_query
     tenancy = typed._engine.layout.tenancy
-    # the unknown tenant's partition does not exist: nothing is searched
-    assert calls == [[tenancy.partition_of("t3")], None]
+    part = [tenancy.partition_of("t3")]
+    for exact_rows, how in ((0, "search"), (1024, "read")):
+        calls.clear()
+        typed.engine.exact_rows = exact_rows  # 0: always the head search
+        typed.similarity_search(qtexts[0], k=3, filter={"tenant": "t3"})
+        typed.similarity_search(qtexts[0], k=3, filter={"source": "s1"})
+        typed.similarity_search(qtexts[0], k=3, filter={"tenant": "never-written"})
+        # the unknown tenant's partition does not exist: nothing is searched
+        assert calls == [(how, part), (how, None)]
     assert typed.similarity_search(qtexts[0], k=3, filter={"tenant": "never-written"}) == []
 
 

@@ -1,0 +1,87 @@
+"""Filtered search that stays complete when the filter is selective (pure logic).
+
+A filtered HNSW search in Milvus walks the graph and skips the rows the filter rejects;
+when few rows pass, it runs out of exploration budget before finding them, and returns
+fewer and worse hits (0.1% selectivity: 1 to 4 of 10). The store routes each filtered
+search by a cheap count of the matching rows: when they are few (at most
+:data:`EXACT_ROWS`), it reads them and ranks them exactly; when they are many, the
+head search runs with a larger ``ef``, growing as the filter narrows. Measured in
+``docs/filters.md`` (``benchmarks/filters.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+#: At most this many matching rows: read them (id and full vector) and rank exactly.
+#: A read of ~1,000 rows costs about what a head search costs, and it is exact.
+EXACT_ROWS = 1024
+#: The largest ``ef`` a filtered head search asks for (Milvus allows up to 32,768).
+MAX_EF = 4096
+#: Seconds a count of matching rows is reused; this store's own writes clear it.
+COUNT_TTL = 30.0
+
+
+@dataclass(frozen=True)
+class Route:
+    """How one filtered search runs."""
+
+    exact: bool
+    """Read every matching row and rank them exactly (else a head search)."""
+    ef: int | None
+    """The head search's ``ef`` (None: the index's default)."""
+    matching: int
+    """Rows matching the filter in the searched partitions (as counted)."""
+    scope: int
+    """Rows in the searched partitions."""
+
+
+def choose(matching: int, scope: int, candidates: int, exact_rows: int = EXACT_ROWS) -> Route:
+    """The route of a filtered search over ``scope`` rows of which ``matching`` pass.
+
+    The ``ef`` of a head search is the candidate count divided by the square root of
+    the selectivity: an HNSW walk that must collect ``candidates`` passing rows visits
+    more nodes the fewer pass; the square root (not the full ratio) because the graph's
+    neighbourhoods of a passing row hold other passing rows more often than chance.
+    """
+    if matching <= exact_rows:
+        return Route(True, None, matching, scope)
+    selectivity = min(1.0, matching / max(scope, 1))
+    ef = min(MAX_EF, max(candidates, math.ceil(candidates / math.sqrt(selectivity))))
+    return Route(False, ef, matching, scope)
+
+
+class CountCache:
+    """Counts of matching rows by (condition, partitions), reused for ``ttl`` seconds.
+
+    The store clears it on its own writes and deletes; another process's writes are
+    seen once the entry expires. A stale count only picks a route: an exact read that
+    finds more rows than :data:`EXACT_ROWS` falls back to the head search.
+    """
+
+    def __init__(self, ttl: float = COUNT_TTL, clock: Callable[[], float] = time.monotonic):
+        self.ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[Hashable, tuple[float, int]] = {}
+
+    def get(self, key: Hashable, count: Callable[[], int]) -> int:
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is not None and now - entry[0] < self.ttl:
+            return entry[1]
+        value = int(count())
+        with self._lock:
+            if len(self._entries) > 4096:
+                self._entries.clear()
+            self._entries[key] = (now, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
