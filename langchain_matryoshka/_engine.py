@@ -120,6 +120,7 @@ class Engine:
         self.expressions = Expressions(
             {f.name: f.kind for f in self.declared.fields},
             nullable=[f.name for f in self.declared.fields if f.nullable],
+            native_unknown=collection.lite,
         )
         #: Filtered searches matching at most this many rows rank them exactly (0: never).
         self.exact_rows = _filtered.EXACT_ROWS
@@ -145,7 +146,7 @@ class Engine:
                 "the collection's, or use drop_old=True to rebuild"
             )
         self._check_declared(layout)
-        self.expressions = layout.expressions()
+        self.expressions = layout.expressions(self.collection.lite)
         self.config = self.meta.read_config()
         properties = self.collection.properties()
         # The collection's properties name its rotation and basis (set when it was
@@ -242,7 +243,7 @@ class Engine:
             search_dim = self.requested_search_dim or default_search_dim(dim)
             layout = self._new_layout(dim, validate_search_dim(search_dim, dim))
             self.check_defaults(layout)
-            self.expressions = layout.expressions()
+            self.expressions = layout.expressions(self.collection.lite)
             if self.rotation is None:
                 if not self.collection.create(layout):
                     self._load(layout)  # another writer created it: read its settings

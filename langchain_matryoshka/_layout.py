@@ -294,9 +294,13 @@ class Layout:
         """Declared metadata key -> kind (for :class:`~._expressions.Expressions`)."""
         return {f.name: f.kind for f in self.fields}
 
-    def expressions(self) -> Expressions:
-        """The expression builder for this layout's declared columns."""
-        return Expressions(self.columns, nullable=[f.name for f in self.fields if f.nullable])
+    def expressions(self, native_unknown: bool = True) -> Expressions:
+        """The expression builder for this layout's declared columns (see Expressions)."""
+        return Expressions(
+            self.columns,
+            nullable=[f.name for f in self.fields if f.nullable],
+            native_unknown=native_unknown,
+        )
 
     def keys_of(self, ids: Sequence[str]) -> list[Any]:
         """Primary-key values of string ids."""
