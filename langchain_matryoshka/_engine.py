@@ -607,11 +607,24 @@ class Engine:
             out.append([(j, s) for j, s in row if docs[qi].get(j) is not None])
         return out
 
-    def head_candidates(self, queries: Any, limit: int) -> tuple[np.ndarray, _milvus.Candidates]:
-        """Rotated queries and their head-search candidates, in head-score order."""
+    def head_candidates(
+        self,
+        queries: Any,
+        limit: int,
+        *,
+        where: str = "",
+        partitions: list[str] | None = None,
+        ef: int | None = None,
+    ) -> tuple[np.ndarray, _milvus.Candidates]:
+        """Rotated queries and their head-search candidates, in head-score order.
+
+        ``where``, ``partitions``, ``ef``: the head search of a filtered search.
+        """
         layout = self._require_layout()
         q = self.query_vectors(queries, layout)
-        hits = self.collection.search(head_of(q, layout.search_dim), limit, "", False)
+        hits = self.collection.search(
+            head_of(q, layout.search_dim), limit, where, False, partitions=partitions, ef=ef
+        )
         return q, _milvus.hits_to_candidates(hits, layout)
 
     def exact(

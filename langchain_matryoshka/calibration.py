@@ -28,13 +28,13 @@ store that has grown past :data:`GROWTH_FACTOR` times that size says so.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _milvus, _pseudo, _querylog
+from . import _filtered, _milvus, _pseudo, _querylog
 from ._bounds import recall_lower_bounds
 from .errors import ConfigurationError, InvalidInputError
 from .funnel import default_scales, funnel_rerank, make_plan
@@ -248,9 +248,11 @@ def calibrate(
     prune_ratios: Sequence[float] = DEFAULT_PRUNE_RATIOS,
     scales: Sequence[int] | None = None,
     measure_latency: bool = True,
-    persist: bool = True,
+    persist: bool | None = None,
     seed: int = 0,
     show_progress: bool = False,
+    expr: str | None = None,
+    filter: Mapping[str, Any] | None = None,  # noqa: A002 - the searches' name
 ) -> CalibrationResult:
     """Find the cheapest funnel whose recall@k lower bound reaches ``target_recall``.
 
@@ -262,6 +264,11 @@ def calibrate(
     ``pseudo_margin`` overrides the measured :data:`PSEUDO_MISS_RATIO` of the method.
     ``scales`` pins one schedule (default: :func:`default_schedules`). See the module
     docstring for the method.
+
+    ``expr`` / ``filter``: calibrate the searches that carry this condition, on the
+    rows matching it (pseudo-queries drawn from them, exact search among them, the
+    head search filtered as such searches run it). ``persist`` (default: True without
+    a condition, False with one) saves the choice as the store's funnel defaults.
     """
     started = time.perf_counter()
     layout = engine.layout or engine.refresh()
@@ -269,6 +276,13 @@ def calibrate(
         raise InvalidInputError(
             f"collection {engine.collection.name!r} is empty; add documents before calibrating"
         )
+    where = engine.where(expr, filter)
+    partitions = engine.partitions_for(filter)
+    if persist is None:
+        persist = not where
+    count = engine.count(where, partitions=partitions)
+    if where and count == 0:
+        raise InvalidInputError(f"no stored row matches {where!r}; nothing to calibrate on")
     if not 0.0 < target_recall <= 1.0:
         raise ConfigurationError(
             f"target_recall={target_recall!r} must be in (0, 1]; pass e.g. 0.99"
@@ -317,14 +331,16 @@ def calibrate(
         else:
             source = "pseudo"
             method = pseudo or ("spans" if embed_queries is not None else "perturbed")
-            qvecs, own = _pseudo_queries(engine, embed_queries, method, n_pseudo, rng)
+            qvecs, own = _pseudo_queries(
+                engine, embed_queries, method, n_pseudo, rng, where, partitions
+            )
     if len(qvecs) == 0:
         raise ConfigurationError("calibration needs at least one query; pass queries=[...]")
     extra = 0 if source != "pseudo" else 1
 
-    truth_ids, _ = engine.exact(qvecs, k + extra)
+    truth_ids, _ = engine.exact(qvecs, k + extra, where=where, partitions=partitions)
     truth = [[i for i in row if i != o][:k] for row, o in zip(truth_ids, own)]
-    count = engine.collection.count()
+    scope_rows = engine.count("", partitions=partitions) if where else count
     grid = sorted(set(candidate_grid or default_grid(k + extra, count)))
     if grid[0] < k + extra:
         raise ConfigurationError(
@@ -359,7 +375,11 @@ def calibrate(
 
             starts = tqdm(starts, desc=f"calibrating (<= {tier} candidates)", unit="chunk")
         for start in starts:
-            q, cands = engine.head_candidates(qvecs[start : start + chunk], tier)
+            scope: dict[str, Any] = {}
+            if where:  # as a filtered search of this many candidates runs it
+                ef = _filtered.choose(count, scope_rows, tier, exact_rows=0).ef
+                scope = {"where": where, "partitions": partitions, "ef": ef}
+            q, cands = engine.head_candidates(qvecs[start : start + chunk], tier, **scope)
             for key, plan in todo.items():
                 c = key[0]
                 ranked = funnel_rerank(q, cands.vectors[:, :c], np.minimum(cands.n_valid, c), plan)
@@ -390,7 +410,7 @@ def calibrate(
     ]
     best = _contenders(curve, required)
     if measure_latency and best:
-        timed = _latencies(engine, qvecs, best, k)
+        timed = _latencies(engine, qvecs, best, k, {"expr": expr, "filter": filter})
         best = [_with(pt, latency_ms=timed[i]) for i, pt in enumerate(best)]
     chosen = _choose(best)
     if chosen is not None and measure_latency:
@@ -431,6 +451,7 @@ def calibrate(
                 "pseudo_queries": source == "pseudo",
                 "pseudo_method": method,
                 "corpus_size": count,
+                "condition": where or None,
                 "calibrated_at": time.time(),
             },
         )
@@ -463,9 +484,14 @@ def _pseudo_queries(
     method: str,
     n: int,
     rng: np.random.Generator,
+    where: str = "",
+    partitions: list[str] | None = None,
 ) -> tuple[np.ndarray, list[str | None]]:
-    """Pseudo-query vectors (in the embedding's own basis) and their source ids."""
-    ids = engine.collection.all_ids()
+    """Pseudo-query vectors (in the embedding's own basis) and their source ids.
+
+    Made from documents matching ``where`` (every document if empty).
+    """
+    ids = engine.ids(where, partitions=partitions) if where else engine.collection.all_ids()
     chosen = [ids[i] for i in rng.choice(len(ids), min(n, len(ids)), replace=False)]
     if method == "spans":
         if embed_queries is None:
@@ -528,13 +554,23 @@ def _choose(contenders: list[CalibrationPoint], by_latency: bool = True) -> Cali
 
 
 def _latencies(
-    engine: Engine, qvecs: np.ndarray, points: list[CalibrationPoint], k: int, rounds: int = 15
+    engine: Engine,
+    qvecs: np.ndarray,
+    points: list[CalibrationPoint],
+    k: int,
+    condition: Mapping[str, Any],
+    rounds: int = 15,
 ) -> list[float]:
     """Median ms of single-query searches per point, interleaved so noise is shared."""
     planned = [
         engine.plan(
             k,
-            {"candidates": p.candidates, "prune_ratio": p.prune_ratio, "scales": list(p.scales)},
+            {
+                "candidates": p.candidates,
+                "prune_ratio": p.prune_ratio,
+                "scales": list(p.scales),
+                **{name: value for name, value in condition.items() if value is not None},
+            },
         )
         for p in points
     ]

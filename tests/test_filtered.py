@@ -217,3 +217,18 @@ def test_count_cache_expires() -> None:
     assert cache.get("k", count) == 2
     cache.clear()
     assert cache.get("k", count) == 3
+
+
+def test_calibration_on_a_filtered_subset(store) -> None:
+    before = store.engine.defaults()
+    result = store.calibrate(
+        filter={"many": 3}, pseudo="perturbed", n_pseudo=150, measure_latency=False
+    )
+    assert result.corpus_size == 200  # the rows matching the filter
+    assert not result.persisted and store.engine.defaults() == before
+    # the deepest funnel finds (nearly) every exact filtered neighbour
+    assert max(pt.recall for pt in result.curve) >= 0.99
+    from langchain_matryoshka.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="no stored row matches"):
+        store.calibrate(filter={"rare": 5000}, pseudo="perturbed", measure_latency=False)
