@@ -161,6 +161,16 @@ class SearchMethods:
         clock.lap("head_search")
         cands = _milvus.hits_to_candidates(hits, layout)
         clock.lap("decode")
+        if route is not None and not route.exact and int(cands.n_valid.min()) < plan.candidates:
+            # Fewer hits than asked for: fewer rows match than the (cached) count said,
+            # or the filtered walk stopped early. Rank the matching rows exactly.
+            self.counts.clear()
+            exact = self._exact_filtered(q, planned)
+            clock.lap("exact_filtered")
+            if exact is not None:
+                if record and self.query_log is not None:
+                    self.query_log.record(np.asarray(queries, dtype=np.float32), query_texts)
+                return exact
         ranked = funnel_rerank(q, cands.vectors, cands.n_valid, plan)
         picked = [
             [(j, score) for j, score in zip(row_idx.tolist(), row_scores.tolist()) if j >= 0]

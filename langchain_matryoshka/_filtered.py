@@ -22,8 +22,9 @@ from dataclasses import dataclass
 EXACT_ROWS = 1024
 #: The largest ``ef`` a filtered head search asks for (Milvus allows up to 32,768).
 MAX_EF = 4096
-#: Seconds a count of matching rows is reused; this store's own writes clear it.
-COUNT_TTL = 30.0
+#: Seconds a count of matching rows is reused; this store's own writes clear it. On
+#: Milvus Lite a count costs about one search (a pass over every row in Python).
+COUNT_TTL = 300.0
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,10 @@ class CountCache:
     """Counts of matching rows by (condition, partitions), reused for ``ttl`` seconds.
 
     The store clears it on its own writes and deletes; another process's writes are
-    seen once the entry expires. A stale count only picks a route: an exact read that
-    finds more rows than :data:`EXACT_ROWS` falls back to the head search.
+    seen once the entry expires. A stale count only picks a route, and both routes
+    check it: an exact read that finds more rows than :data:`EXACT_ROWS` falls back to
+    the head search, and a head search that returns fewer hits than it asked for
+    falls back to the exact read.
     """
 
     def __init__(self, ttl: float = COUNT_TTL, clock: Callable[[], float] = time.monotonic):
