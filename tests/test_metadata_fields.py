@@ -157,13 +157,17 @@ def test_a_tenant_filter_searches_only_that_tenants_partition(typed, data) -> No
     tenancy = typed._engine.layout.tenancy
     part = [tenancy.partition_of("t3")]
     for exact_rows, how in ((0, "search"), (1024, "read")):
-        calls.clear()
-        typed.engine.exact_rows = exact_rows  # 0: always the head search
-        typed.similarity_search(qtexts[0], k=3, filter={"tenant": "t3"})
-        typed.similarity_search(qtexts[0], k=3, filter={"source": "s1"})
-        typed.similarity_search(qtexts[0], k=3, filter={"tenant": "never-written"})
+        typed.engine.exact_rows = exact_rows  # 0: the head search first
+        made = []
+        for flt in ({"tenant": "t3"}, {"source": "s1"}, {"tenant": "never-written"}):
+            calls.clear()
+            typed.similarity_search(qtexts[0], k=3, filter=flt)
+            made.append(list(calls))
+        assert made[0][0] == (how, part) and all(p == part for _, p in made[0])
+        assert made[1][0] == (how, None) and all(p is None for _, p in made[1])
         # the unknown tenant's partition does not exist: nothing is searched
-        assert calls == [(how, part), (how, None)]
+        assert made[2] == []
+    typed.engine.exact_rows = 1024
     assert typed.similarity_search(qtexts[0], k=3, filter={"tenant": "never-written"}) == []
 
 
