@@ -68,6 +68,22 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, HybridStoreMethods, Vec
             Milvus 2.3 a search right after a delete can still return the deleted rows),
             "Bounded" or "Eventually". Milvus Lite reads are always current.
 
+    Key init args — metadata, tenants and full text (docs/filters.md, docs/hybrid.md):
+        metadata_fields: Mapping[str, type] | None
+            Metadata keys stored as typed columns beside the JSON field, e.g.
+            ``{"source": str, "year": int, "score": float, "public": bool,
+            "tags": list[str]}`` (pymilvus DataTypes accepted): filters on them are
+            fast and exact; documents come back with the same ``metadata``. A
+            document lacking a declared key stores null (Milvus Lite, servers 2.5+) or
+            is refused (older servers). Read from the collection when it exists.
+        partition_key: str | None
+            A declared ``str`` or ``int`` key naming each document's tenant: a search,
+            count, read or delete filtered on it touches that tenant's partition only
+            (Milvus' partition key on servers; partitions the store manages on Milvus
+            Lite). ``num_partitions``: default 64 on servers, 16 on Milvus Lite.
+        full_text_search: bool
+            Index the texts for BM25 (Milvus Lite, servers 2.5+), with ``analyzer``.
+
     Key init args — funnel defaults (overridable per call):
         candidates: int | None
             Hits fetched by the head search (default: max(128, 8 x k)).
@@ -126,7 +142,12 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, HybridStoreMethods, Vec
         .. code-block:: python
 
             store.similarity_search("query", k=4, filter={"src": "a"})
+            store.similarity_search("query", k=4, expr='year >= 2020 and src == "a"')
             store.similarity_search_with_score("query", k=4, candidates=256)
+
+        A filtered search returns k documents when k match, whatever the filter's
+        selectivity: few matching rows are ranked exactly, many are searched with a
+        larger HNSW ``ef`` (docs/filters.md).
 
     Keyword and hybrid search (``full_text_search=True``; docs/hybrid.md):
         .. code-block:: python
