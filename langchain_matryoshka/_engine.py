@@ -105,6 +105,8 @@ class Engine(SearchMethods, ReadMethods):
         self.exact_rows = _filtered.EXACT_ROWS
         #: Counts of matching rows that route filtered searches (cleared on writes).
         self.counts = _filtered.CountCache()
+        #: Rows of selective filters (Milvus Lite only; cleared on writes).
+        self.rows = _filtered.RowsCache() if collection.lite else None
         self.basis: np.ndarray | None = None
         self.config: dict[str, Any] = {}
         #: The query sample (``record_queries=N``), set by the store; None: not recording.
@@ -315,11 +317,17 @@ class Engine(SearchMethods, ReadMethods):
                 rows, batch_size or self.batch_size, progress=self.show_progress, timeout=timeout
             )
         finally:
-            self.counts.clear()
+            self.clear_caches()
 
     @property
     def dim(self) -> int | None:
         return None if self.layout is None else self.layout.dim
+
+    def clear_caches(self) -> None:
+        """Forget cached counts and rows of filters (after a write or delete)."""
+        self.counts.clear()
+        if self.rows is not None:
+            self.rows.clear()
 
     def _require_layout(self) -> _milvus.Layout:
         if self.layout is None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.documents import Document
 
-from . import _filtered, _milvus
+from . import _milvus
 
 if TYPE_CHECKING:
     from ._expressions import Expressions
@@ -24,12 +24,12 @@ class ReadMethods:
     collection: _milvus.MilvusCollection
     layout: _milvus.Layout | None
     expressions: Expressions
-    counts: _filtered.CountCache
 
     if TYPE_CHECKING:
 
         def refresh(self) -> _milvus.Layout | None: ...
         def document_of(self, row: Mapping[str, Any]) -> Document: ...
+        def clear_caches(self) -> None: ...
 
 
     def where(self, expr: str | None, filter: Mapping[str, Any] | None) -> str:  # noqa: A002
@@ -48,7 +48,7 @@ class ReadMethods:
             try:
                 self.collection.delete(ids=ids, expr=where, partitions=partitions, timeout=timeout)
             finally:
-                self.counts.clear()
+                self.clear_caches()
 
     def documents(self, ids: list[str], timeout: float | None = None) -> list[Document]:
         """Documents with these ids, in the order given; missing ones skipped."""

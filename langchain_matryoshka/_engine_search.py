@@ -61,12 +61,14 @@ class SearchMethods:
     fetch_after_rerank: bool
     exact_rows: int
     counts: _filtered.CountCache
+    rows: _filtered.RowsCache | None
 
     if TYPE_CHECKING:
 
         def refresh(self) -> _milvus.Layout | None: ...
         def defaults(self) -> dict[str, Any]: ...
         def _require_layout(self) -> _milvus.Layout: ...
+        def clear_caches(self) -> None: ...
 
 
     def plan(self, k: int, options: Mapping[str, Any]) -> Planned | None:
@@ -164,7 +166,7 @@ class SearchMethods:
         if route is not None and not route.exact and int(cands.n_valid.min()) < plan.candidates:
             # Fewer hits than asked for: fewer rows match than the (cached) count said,
             # or the filtered walk stopped early. Rank the matching rows exactly.
-            self.counts.clear()
+            self.clear_caches()
             exact = self._exact_filtered(q, planned)
             clock.lap("exact_filtered")
             if exact is not None:
@@ -232,17 +234,24 @@ class SearchMethods:
         runs the head search instead.
         """
         plan, expr, layout, partitions, timeout = planned[:5]
-        rows = self.collection.query(
-            expr,
-            limit=self.exact_rows + 1,
-            partitions=partitions,
-            timeout=timeout,
-            fields=(_milvus.FIELD_ID, _milvus.FIELD_FULL),
-        )
-        if len(rows) > self.exact_rows:
-            return None
-        ids = [str(r[_milvus.FIELD_ID]) for r in rows]
-        vectors = _milvus.decode_full([r[_milvus.FIELD_FULL] for r in rows], layout)
+        key = (expr, None if partitions is None else tuple(partitions))
+        cached = None if self.rows is None else self.rows.get(key)
+        if cached is not None:
+            ids, vectors = cached[0], cached[1].astype(np.float32)
+        else:
+            rows = self.collection.query(
+                expr,
+                limit=self.exact_rows + 1,
+                partitions=partitions,
+                timeout=timeout,
+                fields=(_milvus.FIELD_ID, _milvus.FIELD_FULL),
+            )
+            if len(rows) > self.exact_rows:
+                return None
+            ids = [str(r[_milvus.FIELD_ID]) for r in rows]
+            vectors = _milvus.decode_full([r[_milvus.FIELD_FULL] for r in rows], layout)
+            if self.rows is not None:
+                self.rows.put(key, ids, vectors)
         top = StreamingTopK(q, len(ids))
         top.push(vectors, offset=0)
         order, scores = top.result()

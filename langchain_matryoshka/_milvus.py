@@ -12,6 +12,7 @@ methods run them on a worker thread. Why the layout is what it is, measured:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -194,7 +195,7 @@ class MilvusCollection(ConditionReads, TextSearch):
         try:
             self.client.load_collection(self.name)
         except Exception as exc:
-            if not (self.lite and ".idx" in str(exc)):
+            if not (self.lite and _partial_index(exc)):
                 raise
             self._rebuild_index()
         self._opened(layout)
@@ -421,7 +422,18 @@ class MilvusCollection(ConditionReads, TextSearch):
         with lite_writes(self.lite, self.name):
             self.client.flush(self.name)
         self.client.release_collection(self.name)
-        self.client.load_collection(self.name)
+        for attempt in range(20):
+            try:
+                self.client.load_collection(self.name)
+                return
+            except Exception as exc:
+                # Milvus Lite writes index files in the background after a flush, in
+                # place: a load meanwhile reads a partial file ("read error in
+                # ....idx", "File is too small"). Wait for the writer, then rebuild.
+                if not (self.lite and _partial_index(exc)):
+                    raise
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+        self._rebuild_index()
 
     def delete(
         self,
@@ -590,6 +602,11 @@ class MilvusCollection(ConditionReads, TextSearch):
                 ids.extend(str(r[FIELD_ID]) for r in batch)
         finally:
             iterator.close()
+
+
+def _partial_index(exc: Exception) -> bool:
+    """A Milvus Lite load that met an index file still (or never fully) written."""
+    return ".idx" in str(exc) or "File is too small" in str(exc)
 
 
 def _collision(first: str, second: str) -> InvalidInputError:

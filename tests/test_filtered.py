@@ -232,3 +232,41 @@ def test_calibration_on_a_filtered_subset(store) -> None:
 
     with pytest.raises(InvalidInputError, match="no stored row matches"):
         store.calibrate(filter={"rare": 5000}, pseudo="perturbed", measure_latency=False)
+
+
+def test_a_repeated_selective_filter_reads_its_rows_once_on_lite(store, data) -> None:
+    _, docs, qtexts, queries, _ = data
+    client = store.engine.collection.client
+    reads = []
+    query = client.query
+
+    def spy(*args, **kwargs):
+        if "full" in kwargs.get("output_fields", []):
+            reads.append(kwargs.get("filter"))
+        return query(*args, **kwargs)
+
+    client.query = spy
+    store.engine.clear_caches()
+    try:
+        for qtext, query_vec in zip(qtexts[:3], queries[:3]):
+            got = [d.id for d in store.similarity_search(qtext, k=K, filter={"some": 17})]
+            assert got == _reference(docs, query_vec, lambda m: m["some"] == 17)
+    finally:
+        client.query = query
+    assert reads == ["some == 17"]  # the first search read the 20 rows; the others reused them
+
+
+def test_rows_cache_bounds_its_bytes_and_expires() -> None:
+    from langchain_matryoshka._filtered import RowsCache
+
+    now = [0.0]
+    vectors = np.ones((10, 8), dtype=np.float32)
+    cache = RowsCache(max_bytes=2 * (vectors.astype(np.float16).nbytes + 640), ttl=5,
+                      clock=lambda: now[0])
+    for key in "abc":
+        cache.put(key, [str(i) for i in range(10)], vectors)
+    assert cache.get("a") is None  # the least recently used was dropped
+    ids, got = cache.get("c")
+    assert ids == [str(i) for i in range(10)] and np.array_equal(got, vectors)
+    now[0] = 6.0
+    assert cache.get("c") is None
