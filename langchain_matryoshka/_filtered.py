@@ -52,15 +52,15 @@ class Route:
 def choose(matching: int, scope: int, candidates: int, exact_rows: int = EXACT_ROWS) -> Route:
     """The route of a filtered search over ``scope`` rows of which ``matching`` pass.
 
-    The ``ef`` of a head search is the candidate count divided by the square root of
-    the selectivity: an HNSW walk that must collect ``candidates`` passing rows visits
-    more nodes the fewer pass; the square root (not the full ratio) because the graph's
-    neighbourhoods of a passing row hold other passing rows more often than chance.
+    The ``ef`` of a head search is the candidate count divided by the selectivity: an
+    HNSW walk that must collect ``candidates`` passing rows visits about that many
+    nodes. (The square root of the selectivity, tried first, left recall@10 at 0.987 on
+    a Milvus 2.3 server at 10% selectivity; docs/filters.md.)
     """
     if matching <= exact_rows:
         return Route(True, None, matching, scope)
     selectivity = min(1.0, matching / max(scope, 1))
-    ef = min(MAX_EF, max(candidates, math.ceil(candidates / math.sqrt(selectivity))))
+    ef = min(MAX_EF, max(candidates, math.ceil(candidates / selectivity)))
     return Route(False, ef, matching, scope)
 
 
