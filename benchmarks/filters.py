@@ -8,10 +8,10 @@ load from other jobs hits them alike; each figure is the median of the per-query
 to the unfiltered search of the same store. Recall@10 is against exact filtered search
 (numpy over the rows that pass, from the generated vectors).
 
-    python benchmarks/filters.py --n 100000 --workdir W --json results/filters-lite.json
+    python benchmarks/filters.py --n 100000 --workdir W --json benchmarks/results/filters-lite.json
     python benchmarks/filters.py --n 100000 --uri http://127.0.0.1:19530 \\
-        --json results/filters-server.json           # a server (python tests/server.py)
-    python benchmarks/filters.py --render results/filters-lite.json   # the tables again
+        --json benchmarks/results/filters-server.json   # a server (python tests/server.py)
+    python benchmarks/filters.py --render benchmarks/results/filters-lite.json
 
 Filters (value 3 of each key): ``sel10``, ``sel1``, ``sel01`` equality at 10%, 1% and
 0.1% of the rows; ``year >= 2018`` a range at 10%; ``tenant`` one of 100 tenants (1%).
@@ -184,6 +184,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     for store in stores.values():
         store.close()
+    out["command"] = "python benchmarks/filters.py " + " ".join(
+        "W" if prev == "--workdir" else a for prev, a in zip([""] + sys.argv[1:], sys.argv[1:])
+    )
     out["setup"] = {
         "n": args.n, "dim": args.dim, "search_dim": args.search_dim, "k": k,
         "queries": args.queries, "backend": "server" if args.uri else "Milvus Lite",

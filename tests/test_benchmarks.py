@@ -112,3 +112,28 @@ def test_hybrid_latency_benchmark_small_run(tmp_path) -> None:
         check=True, capture_output=True, text=True, timeout=60,
     ).stdout
     assert "| hybrid, two calls issued together (the store's) |" in table
+
+
+def test_filter_benchmark_small_run(tmp_path) -> None:
+    out = tmp_path / "filters.json"
+    script = BENCHMARKS / "filters.py"
+    subprocess.run(
+        [sys.executable, str(script), "--workdir", str(tmp_path / "work"), "--json", str(out)]
+        + "--n 2000 --dim 32 --search-dim 8 --queries 4 --warmup 1 --cold 1".split(),
+        check=True,
+        timeout=600,
+    )
+    result = json.loads(out.read_text())
+    names = ["unfiltered", "eq 10%", "eq 1%", "eq 0.1%", "range 10%", "tenant (1 of 100)"]
+    assert set(result["searches"]) == {f"{s}: {n}" for s in ("declared", "json") for n in names}
+    for label, row in result["searches"].items():
+        assert row["p50_ms"] > 0 and row["first_search_p50_ms"] > 0, label
+        if not label.endswith("unfiltered"):  # filtered searches are complete
+            assert row["recall_at_10"] == 1.0, label
+    assert result["stores"]["declared"]["ingest_s"] > 0
+    assert result["stores"]["json"]["disk_mb"] > 0
+    rendered = subprocess.run(
+        [sys.executable, str(script), "--render", str(out)],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout
+    assert "| tenant (1 of 100) |" in rendered and "Milvus Lite, 2,000 rows" in rendered
