@@ -142,13 +142,14 @@ class SearchMethods:
         route = self.route(planned)
         if route is not None:
             clock.lap("count")
-            if route.exact:
-                exact = self._exact_filtered(q, planned)
-                clock.lap("exact_filtered")
-                if exact is not None:
-                    if record and self.query_log is not None:
-                        self.query_log.record(np.asarray(queries, dtype=np.float32), query_texts)
-                    return exact
+        if route is not None and route.exact:
+            exact = self._exact_filtered(q, planned)
+            clock.lap("exact_filtered")
+            if exact is not None:
+                return self._recorded(exact, queries, query_texts, record)
+            # More rows match than the cached count said: count again for the ef.
+            self.clear_caches()
+            route = self.route(planned)
         hits = self.collection.search(
             head_of(q, layout.search_dim),
             plan.candidates,
@@ -170,9 +171,7 @@ class SearchMethods:
             exact = self._exact_filtered(q, planned)
             clock.lap("exact_filtered")
             if exact is not None:
-                if record and self.query_log is not None:
-                    self.query_log.record(np.asarray(queries, dtype=np.float32), query_texts)
-                return exact
+                return self._recorded(exact, queries, query_texts, record)
         ranked = funnel_rerank(q, cands.vectors, cands.n_valid, plan)
         picked = [
             [(j, score) for j, score in zip(row_idx.tolist(), row_scores.tolist()) if j >= 0]
@@ -199,6 +198,16 @@ class SearchMethods:
                 hits_q.append(Hit(doc, float(score), cands.vectors[qi, j]))
             results.append(hits_q)
         clock.lap("documents")
+        return self._recorded(results, queries, query_texts, record)
+
+    def _recorded(
+        self,
+        results: list[list[Hit]],
+        queries: Any,
+        query_texts: list[str] | None,
+        record: bool,
+    ) -> list[list[Hit]]:
+        """``results``, after appending the queries to the query log (if kept and asked)."""
         if record and self.query_log is not None:
             self.query_log.record(np.asarray(queries, dtype=np.float32), query_texts)
         return results
@@ -256,24 +265,30 @@ class SearchMethods:
         top.push(vectors, offset=0)
         order, scores = top.result()
         tenants = self._tenants(planned)
+        ranked = [
+            [(j, s) for j, s in zip(row_idx, row_scores) if j >= 0]
+            for row_idx, row_scores in zip(order.tolist(), scores.tolist())
+        ]
+        # One primary-key lookup for every query's k best; a row deleted since the read
+        # (or, on Milvus Lite, the old version of a document that moved tenant) is
+        # replaced by the next best, looked up for that query alone (rare).
+        picked = [row[: plan.k] for row in ranked]
+        docs = self._fetch_documents([ids] * len(q), picked, tenants, timeout)
         results: list[list[Hit]] = []
-        for qi in range(len(q)):
-            ranked = [
-                (j, s) for j, s in zip(order[qi].tolist(), scores[qi].tolist()) if j >= 0
-            ]
-            hits_q: list[Hit] = []
-            start = 0
-            # The k best; a row deleted since the read (or, on Milvus Lite, the old
-            # version of a document that moved tenant) is replaced by the next best.
-            while len(hits_q) < plan.k and start < len(ranked):
-                chunk = ranked[start : start + plan.k - len(hits_q)]
+        for qi, row in enumerate(ranked):
+            found = docs[qi]
+            start = len(picked[qi])
+            kept = [(j, s) for j, s in picked[qi] if found.get(j) is not None]
+            while len(kept) < plan.k and start < len(row):
+                chunk = row[start : start + plan.k - len(kept)]
                 start += len(chunk)
-                docs = self._fetch_documents([ids], [chunk], tenants, timeout)[0]
-                for j, s in chunk:
-                    if docs.get(j) is not None:
-                        text, metadata = docs[j]
-                        doc = Document(id=ids[j], page_content=text, metadata=metadata)
-                        hits_q.append(Hit(doc, float(s), vectors[j]))
+                found.update(self._fetch_documents([ids], [chunk], tenants, timeout)[0])
+                kept += [(j, s) for j, s in chunk if found.get(j) is not None]
+            hits_q = []
+            for j, s in kept:
+                text, metadata = found[j]
+                doc = Document(id=ids[j], page_content=text, metadata=metadata)
+                hits_q.append(Hit(doc, float(s), vectors[j]))
             results.append(hits_q)
         return results
 
