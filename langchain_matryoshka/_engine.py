@@ -44,8 +44,9 @@ ROTATIONS = (None, "pca")
 #: picks the faster one: after the rerank on Milvus Lite, where a pk lookup costs a few
 #: ms and bringing 256 candidates' texts back costs much more (20k rows, 1.5 KB texts:
 #: 44 ms per search with texts, 18 ms without, 3 ms for the lookup); with the
-#: candidates on servers, where every read at the default "Strong" consistency waits
-#: about 200 ms (Milvus 2.3), so a second read would double the latency.
+#: candidates on servers, where a read at "Strong" consistency (or the first read after
+#: this store's own write at the default "Session") waits about 200 ms (Milvus 2.3), so a
+#: second read could double the latency.
 FETCH_DOCUMENTS = ("auto", "with_candidates", "after_rerank")
 _ROTATION_KEY = "rotation"
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ._connection import as_connection, consistency_level_name, created_by_another, lite_writes
+from ._consistency import Session
 from ._expressions import ids_to_expr, quote
 from ._layout import MAX_DIM
 from .errors import SchemaError
@@ -40,6 +41,7 @@ class MetaCollection:
         self.name = name + META_SUFFIX
         self.lite = lite
         self.consistency_level = consistency_level_name(consistency_level)
+        self.session = Session(self.connection, self.consistency_level)
 
     def exists(self) -> bool:
         return bool(self.client.has_collection(self.name))
@@ -83,12 +85,17 @@ class MetaCollection:
         if not self.exists():
             return {}
         self.client.load_collection(self.name)
-        rows = self.client.get(self.name, ids=[_CONFIG_KEY], output_fields=[_META_VALUE])
+        rows = self.client.get(
+            self.name,
+            ids=[_CONFIG_KEY],
+            output_fields=[_META_VALUE],
+            **self.session.read_kwargs(),
+        )
         return dict(rows[0][_META_VALUE]) if rows else {}
 
     def write_config(self, config: Mapping[str, Any]) -> None:
         self._ensure()
-        with lite_writes(self.lite, self.name):
+        with lite_writes(self.lite, self.name), self.session.writing():
             self.client.upsert(self.name, [self._row(_CONFIG_KEY, dict(config))])
             if self.lite:
                 self.client.flush(self.name)
@@ -97,7 +104,7 @@ class MetaCollection:
         """Store a 2-D float matrix under ``key`` (one row per matrix row)."""
         self._ensure()
         rows = [self._row(f"{key}/{i:05d}", {"i": i}, r) for i, r in enumerate(matrix.tolist())]
-        with lite_writes(self.lite, self.name):
+        with lite_writes(self.lite, self.name), self.session.writing():
             for start in range(0, len(rows), 256):
                 self.client.upsert(self.name, rows[start : start + 256])
             if self.lite:
@@ -106,7 +113,7 @@ class MetaCollection:
     def delete_matrix(self, key: str, n_rows: int) -> None:
         """Remove the matrix stored under ``key`` (missing rows are fine)."""
         ids = [f"{key}/{i:05d}" for i in range(n_rows)]
-        with lite_writes(self.lite, self.name):
+        with lite_writes(self.lite, self.name), self.session.writing():
             for start in range(0, n_rows, 256):
                 self.client.delete(
                     self.name, filter=ids_to_expr(ids[start : start + 256], _META_KEY)
@@ -118,7 +125,10 @@ class MetaCollection:
         found: dict[str, list[float]] = {}
         for start in range(0, n_rows, 256):
             for r in self.client.get(
-                self.name, ids=ids[start : start + 256], output_fields=[_META_ROW]
+                self.name,
+                ids=ids[start : start + 256],
+                output_fields=[_META_ROW],
+                **self.session.read_kwargs(),
             ):
                 found[str(r[_META_KEY])] = r[_META_ROW]
         missing = [i for i in ids if i not in found]
@@ -137,7 +147,7 @@ class MetaCollection:
             return
         self._ensure()
         data = [self._row(k, v, r) for k, v, r in zip(keys, values, rows)]
-        with lite_writes(self.lite, self.name):
+        with lite_writes(self.lite, self.name), self.session.writing():
             for start in range(0, len(data), 256):
                 self.client.upsert(self.name, data[start : start + 256])
             if self.lite:
@@ -150,8 +160,11 @@ class MetaCollection:
         self.client.load_collection(self.name)
         fields = [_META_KEY, _META_VALUE] + ([_META_ROW] if with_rows else [])
         rows = self.client.query(
-            self.name, filter=f"{_META_KEY} like {quote(prefix + '%')}",
-            output_fields=fields, limit=16384,
+            self.name,
+            filter=f"{_META_KEY} like {quote(prefix + '%')}",
+            output_fields=fields,
+            limit=16384,
+            **self.session.read_kwargs(),
         )
         return [
             {"key": str(r[_META_KEY]), "value": r[_META_VALUE], "row": r.get(_META_ROW)}
@@ -159,7 +172,7 @@ class MetaCollection:
         ]
 
     def delete_keys(self, keys: Sequence[str]) -> None:
-        with lite_writes(self.lite, self.name):
+        with lite_writes(self.lite, self.name), self.session.writing():
             for start in range(0, len(keys), 256):
                 self.client.delete(
                     self.name, filter=ids_to_expr(list(keys[start : start + 256]), _META_KEY)

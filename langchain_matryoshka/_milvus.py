@@ -34,6 +34,7 @@ from ._connection import (  # noqa: F401 - the adapter's public names
     is_lite_uri,
     lite_writes,
 )
+from ._consistency import Session
 from ._expressions import combine_exprs, filter_to_expr, ids_to_expr, quote  # noqa: F401
 from ._indexes import (  # noqa: F401 - the adapter's public names
     DEFAULT_INDEX_PARAMS,
@@ -153,7 +154,7 @@ class MilvusCollection(ConditionReads, TextSearch):
         name: str,
         *,
         lite: bool,
-        consistency_level: str = "Strong",
+        consistency_level: str = "Session",
         index_type: str = DEFAULT_INDEX_TYPE,
         index_params: Mapping[str, Any] | None = None,
         search_params: Mapping[str, Any] | None = None,
@@ -163,6 +164,7 @@ class MilvusCollection(ConditionReads, TextSearch):
         self.name = name
         self.lite = lite
         self.consistency_level = consistency_level_name(consistency_level)
+        self.session = Session(self.connection, self.consistency_level)
         if lite and str(index_type).upper() not in LITE_INDEX_TYPES:
             raise ConfigurationError(
                 f"index_type={index_type!r} is not supported by Milvus Lite (it would fall "
@@ -339,7 +341,8 @@ class MilvusCollection(ConditionReads, TextSearch):
         # Milvus 2.3.5 ignores the partition key on upsert (measured: a tenant's count
         # found 42 of its 300 rows); with a partition key, stored rows of these ids are
         # deleted and the rows inserted.
-        with lite_writes(self.lite, self.name), self._call("upsert", timeout=timeout):
+        with lite_writes(self.lite, self.name), self._call("upsert", timeout=timeout), \
+                self.session.writing():
             moved, stored = self._check_keys(rows, layout, t) if layout.version >= 3 else ([], [])
             stale = stored if keyed else moved
             for start in range(0, len(stale), 1024):
@@ -398,7 +401,7 @@ class MilvusCollection(ConditionReads, TextSearch):
                 self.name,
                 filter=ids_to_expr(keys[start : start + 1024], FIELD_PK),
                 output_fields=fields,
-                consistency_level=self.consistency_level,
+                **self.session.read_kwargs(t.get("timeout")),
                 **t,
             )
             for row in found:
@@ -444,7 +447,8 @@ class MilvusCollection(ConditionReads, TextSearch):
     ) -> None:
         layout = self._require()
         t = call_timeout(timeout)
-        with lite_writes(self.lite, self.name), self._call("delete", expr, timeout):
+        with lite_writes(self.lite, self.name), self._call("delete", expr, timeout), \
+                self.session.writing():
             if ids is not None:
                 if ids:
                     # pymilvus' ids= quotes string keys without escaping them: an id holding
@@ -481,7 +485,7 @@ class MilvusCollection(ConditionReads, TextSearch):
                     self.name,
                     filter=ids_to_expr(layout.keys_of(part), layout.pk),
                     output_fields=fields,
-                    consistency_level=self.consistency_level,
+                    **self.session.read_kwargs(timeout),
                     **call_timeout(timeout),
                 )
             if layout.version >= 3:
@@ -517,7 +521,7 @@ class MilvusCollection(ConditionReads, TextSearch):
                 self.name,
                 filter=expr or f'{FIELD_ID} != ""',
                 output_fields=list(fields) if fields else layout.document_fields(),
-                consistency_level=self.consistency_level,
+                **self.session.read_kwargs(timeout),
                 **_partition_kwargs(partitions),
                 **kwargs,
                 **call_timeout(timeout),
@@ -538,7 +542,7 @@ class MilvusCollection(ConditionReads, TextSearch):
                 self.name,
                 filter=expr,
                 output_fields=["count(*)"],
-                consistency_level=self.consistency_level,
+                **self.session.read_kwargs(timeout),
                 **_partition_kwargs(partitions),
                 **call_timeout(timeout),
             )
@@ -582,7 +586,7 @@ class MilvusCollection(ConditionReads, TextSearch):
                 filter=expr,
                 output_fields=fields,
                 search_params=search_params_for(self.index_type, self.search_params, limit, ef),
-                consistency_level=self.consistency_level,
+                **self.session.read_kwargs(timeout),
                 **_partition_kwargs(partitions),
                 **call_timeout(timeout),
             )

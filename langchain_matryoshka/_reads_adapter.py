@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from ._call_errors import milvus_call
 
+if TYPE_CHECKING:
+    from ._consistency import Session
+
 FIELD_ID = "id"
 FIELD_TEXT = "text"
 FIELD_METADATA = "metadata"
@@ -49,6 +52,7 @@ class ConditionReads:
     client: Any
     name: str
     consistency_level: str
+    session: Session
 
     layout: Any  # the collection's Layout once it exists (MilvusCollection)
 
@@ -91,7 +95,7 @@ class ConditionReads:
                 batch_size=batch_size,
                 filter=expr,
                 output_fields=list(fields),
-                consistency_level=self.consistency_level,
+                **self.session.read_kwargs(timeout),
                 **extra,
                 **call_timeout(timeout),
             )

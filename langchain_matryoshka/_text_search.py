@@ -20,6 +20,7 @@ from ._reads_adapter import call_timeout, distinct
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from ._consistency import Session
     from ._layout import Layout
 
 
@@ -40,6 +41,7 @@ class TextSearch:
     client: Any
     name: str
     consistency_level: str
+    session: Session
 
     if TYPE_CHECKING:
 
@@ -78,7 +80,7 @@ class TextSearch:
                 filter=expr,
                 output_fields=fields,
                 search_params={"metric_type": "BM25"},
-                consistency_level=self.consistency_level,
+                **self.session.read_kwargs(timeout),
                 **kwargs,
                 **call_timeout(timeout),
             )

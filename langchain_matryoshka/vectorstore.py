@@ -62,11 +62,11 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, HybridStoreMethods, Vec
             A ready client instead of ``connection_args``.
 
         consistency_level: str
-            Read consistency on servers: "Strong" (default: every read sees every
-            earlier write, deletes included; Milvus 2.3 adds about 200 ms per read),
-            "Session" (3-10 ms reads; sees this client's inserts at once, but measured on
-            Milvus 2.3 a search right after a delete can still return the deleted rows),
-            "Bounded" or "Eventually". Milvus Lite reads are always current.
+            Read consistency on servers: "Session" (default: this store's reads see
+            its own writes, deletes included, waiting only on the first read after a
+            write; reads with none pending run at "Bounded", so another process's writes
+            show within the server's bounded staleness, 5 s by default), "Strong" (every
+            read sees every earlier write; Milvus 2.3 adds about 200 ms per read), "Bounded" or "Eventually". Milvus Lite reads are always current.
 
     Key init args — metadata, tenants and full text (docs/filters.md, docs/hybrid.md):
         metadata_fields: Mapping[str, type] | None
@@ -194,7 +194,7 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, HybridStoreMethods, Vec
         index_type: str = _milvus.DEFAULT_INDEX_TYPE,
         index_params: Mapping[str, Any] | None = None,
         search_params: Mapping[str, Any] | None = None,
-        consistency_level: str = "Strong",
+        consistency_level: str = "Session",
         text_max_length: int = _milvus.TEXT_MAX_LENGTH,
         batch_size: int = 1000,
         show_progress: bool = False,
