@@ -61,7 +61,6 @@ CONSISTENCY_LEVELS = ("Strong", "Session", "Bounded", "Eventually")
 #: Calls that change nothing: retried on any lost connection.
 READS = frozenset(
     {
-        "alloc_timestamp",
         "search",
         "hybrid_search",
         "query",

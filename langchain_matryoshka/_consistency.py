@@ -11,10 +11,12 @@ Later reads reuse that timestamp (already served, so they do not wait) for
 write; reads with no write of this store pending run at "Bounded" and do not wait for the
 server's next time tick, as "Strong" reads do (about 200 ms on a 2.3 server).
 
-Writes by another store object or process become visible to this store's reads within
-the server's bounded staleness (``common.gracefulTime``, 5 s by default), or at once with
-``consistency_level="Strong"``. Milvus Lite serves every read after the writes before it:
-the store passes the level through unchanged there.
+A store's first read also waits for such a timestamp: it sees every write acknowledged
+before that read (by any process). After it, writes by another store object or process
+become visible to this store's reads within the server's bounded staleness
+(``common.gracefulTime``, 5 s by default), or at once with ``consistency_level="Strong"``.
+Milvus Lite serves every read after the writes before it: the store passes the level
+through unchanged there.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ class Session:
         self.connection = connection
         self.level = level
         self.active = level == "Session" and not connection.lite
-        self.pending = False  # a write of this store not yet covered by ``timestamp``
+        # A write not yet covered by ``timestamp``: at first, every write acknowledged
+        # before this store was opened (another process's, another store object's).
+        self.pending = self.active
         self.timestamp: int | None = None  # server timestamp taken after the last write
         self.taken_at = 0.0
         self.allocations = 0  # timestamps asked of the server (for tests and benchmarks)
@@ -59,8 +63,9 @@ class Session:
         finally:
             self.wrote()
 
-    def read_kwargs(self, timeout: float | None = None) -> dict[str, Any]:
-        """The consistency keywords of one read (``timeout``: the read's own)."""
+    def read_kwargs(self, timeout: float | None = None, call: str = "query") -> dict[str, Any]:
+        """The consistency keywords of one read (``timeout``: the read's own; ``call``:
+        the client method it is, named by the error if the timestamp is not given)."""
         if not self.active:
             return {"consistency_level": self.level}
         with self._lock:
@@ -68,7 +73,7 @@ class Session:
             self.pending = False
         if pending:
             try:
-                ts = self._allocate(timeout)
+                ts = self._allocate(timeout, call)
             except BaseException:
                 with self._lock:
                     self.pending = True
@@ -83,9 +88,9 @@ class Session:
             return {"consistency_level": "Bounded"}
         return {"consistency_level": "Customized", "guarantee_timestamp": ts}
 
-    def _allocate(self, timeout: float | None) -> int:
+    def _allocate(self, timeout: float | None, call: str) -> int:
         conn = self.connection
-        limit = conn.limit_of("alloc_timestamp")
+        limit = conn.limit_of(call)
         caller = timeout is not None
         if caller and (limit is None or timeout < limit):
             limit = float(timeout)
@@ -94,6 +99,7 @@ class Session:
         def attempt(left: float | None) -> int:
             return int(handler.alloc_timestamp(timeout=left))
 
-        ts = conn.run("alloc_timestamp", attempt, limit, None, caller)
+        # Part of the read: its errors name the read, and it is retried as reads are.
+        ts = conn.run(call, attempt, limit, None, caller)
         self.allocations += 1
         return ts

@@ -586,7 +586,7 @@ class MilvusCollection(ConditionReads, TextSearch):
                 filter=expr,
                 output_fields=fields,
                 search_params=search_params_for(self.index_type, self.search_params, limit, ef),
-                **self.session.read_kwargs(timeout),
+                **self.session.read_kwargs(timeout, "search"),
                 **_partition_kwargs(partitions),
                 **call_timeout(timeout),
             )

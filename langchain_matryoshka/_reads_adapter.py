@@ -95,7 +95,7 @@ class ConditionReads:
                 batch_size=batch_size,
                 filter=expr,
                 output_fields=list(fields),
-                **self.session.read_kwargs(timeout),
+                **self.session.read_kwargs(timeout, "query_iterator"),
                 **extra,
                 **call_timeout(timeout),
             )

@@ -80,7 +80,7 @@ class TextSearch:
                 filter=expr,
                 output_fields=fields,
                 search_params={"metric_type": "BM25"},
-                **self.session.read_kwargs(timeout),
+                **self.session.read_kwargs(timeout, "search"),
                 **kwargs,
                 **call_timeout(timeout),
             )

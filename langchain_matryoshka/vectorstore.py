@@ -66,7 +66,9 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, HybridStoreMethods, Vec
             its own writes, deletes included, waiting only on the first read after a
             write; reads with none pending run at "Bounded", so another process's writes
             show within the server's bounded staleness, 5 s by default), "Strong" (every
-            read sees every earlier write; Milvus 2.3 adds about 200 ms per read), "Bounded" or "Eventually". Milvus Lite reads are always current.
+            read sees every earlier write; Milvus 2.3 adds about 200 ms per read),
+            "Bounded" or "Eventually". Milvus Lite reads are always current. See
+            docs/speed.md.
 
     Key init args — metadata, tenants and full text (docs/filters.md, docs/hybrid.md):
         metadata_fields: Mapping[str, type] | None
