@@ -192,9 +192,17 @@ def test_reopen_from_a_second_client(server_store, server_uri, server_collection
             want = [(d.id, round(s, 5)) for d, s in server_store.similarity_search_with_score(q)]
             assert [(d.id, round(s, 5)) for d, s in second.similarity_search_with_score(q)] == want
             assert [(d.id, round(s, 5)) for d, s in third.similarity_search_with_score(q)] == want
-        # a write through one client is seen by the others
+        # a write through one client is seen by the others: at once at "Strong", within
+        # the server's bounded staleness at the default "Session" (docs/speed.md)
         second.add_texts(["doc 7"], metadatas=[{"via": "second"}], ids=["id7"])
-        assert server_store.get_by_ids(["id7"])[0].metadata == {"via": "second"}
+        strong = MatryoshkaMilvus(
+            table, collection_name=server_collection, client=client, consistency_level="Strong"
+        )
+        assert strong.get_by_ids(["id7"])[0].metadata == {"via": "second"}
+        deadline = time.monotonic() + 10
+        while server_store.get_by_ids(["id7"])[0].metadata != {"via": "second"}:
+            assert time.monotonic() < deadline, "another client's write unseen after 10 s"
+            time.sleep(0.5)
     finally:
         second.close()
         third.close()
