@@ -8,8 +8,9 @@ document plus a vector from the same cluster. Every query runs, in a rotating or
 
 - ``funnel``: the store's similarity search (the dense side alone);
 - ``full_text``: BM25 alone;
-- ``hybrid``: the store's hybrid search (the BM25 call on a worker thread while the
-  funnel runs: two calls issued together);
+- ``hybrid``: the store's hybrid search at its default (on Milvus Lite the two calls one
+  after the other, on servers issued together);
+- ``hybrid_concurrent``: the BM25 call on a worker thread while the funnel runs;
 - ``hybrid_sequential``: the same two calls one after the other;
 - ``milvus_hybrid``: one Milvus ``hybrid_search`` call fusing the head search and BM25
   with Milvus' RRFRanker (one round trip, but no funnel rerank: the dense side is the
@@ -123,7 +124,7 @@ def main() -> None:
     def full_text(q: str) -> object:
         return store.full_text_search_with_score(q, k=k)
 
-    def hybrid(q: str, timings: dict | None = None, concurrent: bool = True) -> object:
+    def hybrid(q: str, timings: dict | None = None, concurrent: bool | None = None) -> object:
         planned, hp = _hybrid.plan_hybrid(engine, k, {})
         vec = np.asarray([emb.table[q]])
         return _hybrid.hybrid_search(engine, vec, [q], planned, hp, timings,
@@ -131,6 +132,9 @@ def main() -> None:
 
     def hybrid_sequential(q: str) -> object:
         return hybrid(q, concurrent=False)
+
+    def hybrid_concurrent(q: str) -> object:
+        return hybrid(q, concurrent=True)
 
     def milvus_hybrid(q: str) -> object:
         layout = engine.layout
@@ -144,7 +148,8 @@ def main() -> None:
                                     output_fields=["id", "text", "metadata"])
 
     methods = {"funnel": funnel, "full_text": full_text, "hybrid": hybrid,
-               "hybrid_sequential": hybrid_sequential, "milvus_hybrid": milvus_hybrid}
+               "hybrid_concurrent": hybrid_concurrent, "hybrid_sequential": hybrid_sequential,
+               "milvus_hybrid": milvus_hybrid}
     for q in queries[:3]:  # warm up (Lite builds its BM25 index of each segment once)
         for f in methods.values():
             f(q)

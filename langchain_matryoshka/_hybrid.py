@@ -222,13 +222,15 @@ def hybrid_search(
     hp: HybridPlan,
     timings: dict[str, float] | None = None,
     *,
-    concurrent: bool = True,
+    concurrent: bool | None = None,
     record: bool = True,
 ) -> list[list[Hit]]:
     """The funnel's dense top ``dense_k`` fused with BM25's top ``full_text_k``, per query.
 
     ``vectors``: the query embeddings ``[n, dim]``; ``texts``: the same queries as text.
-    With ``concurrent`` the BM25 call runs on a worker thread while the funnel runs.
+    With ``concurrent`` the BM25 call runs on a worker thread while the funnel runs; by
+    default only on servers (Milvus Lite serves both calls in this process, under one
+    interpreter lock, so overlapping them is slower there: docs/hybrid.md).
     ``timings`` receives the funnel's stages (:meth:`Engine.search`),
     ``full_text_search`` (the BM25 call), ``fusion`` and ``total`` (the wall time; with
     ``concurrent`` the sides overlap, so the stages add up to more than it).
@@ -240,6 +242,8 @@ def hybrid_search(
             f"got {len(texts)} query texts but {len(vectors)} query vectors; pass one "
             "embedding per query text"
         )
+    if concurrent is None:
+        concurrent = not engine.collection.lite
     started = time.perf_counter()
     dense_t: dict[str, float] = {}
     text_t: dict[str, float] = {}
