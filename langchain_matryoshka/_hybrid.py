@@ -13,8 +13,9 @@ store (sync and async), the retriever, the LlamaIndex store and the evaluation:
   [0, 1] (the default fusion), or RRF sums of ``1 / (rrf_k + rank)`` (at most
   ``2 / (rrf_k + 1)``).
 
-The two searches are two Milvus calls issued together (on a worker thread each), not
-one ``hybrid_search`` call: Milvus would fuse the head search's ranking with BM25's,
+The two searches are two Milvus calls (overlapped on servers, one after the other on
+Milvus Lite, which serves both under this process's interpreter lock), not one
+``hybrid_search`` call: Milvus would fuse the head search's ranking with BM25's,
 which loses the funnel's rerank (``benchmarks/hybrid.py`` measures both; numbers in
 ``docs/hybrid.md``).
 """
