@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
 import logging
 import os
 import threading
@@ -175,6 +176,12 @@ class Connection:
                 raise MilvusConnectionError(
                     f"cannot open Milvus Lite file {uri!r}: its folder {parent!r} does not "
                     "exist; create the folder or pass another uri"
+                )
+            if importlib.util.find_spec("milvus_lite") is None:
+                raise MilvusConnectionError(
+                    f"uri={uri!r} is a Milvus Lite file, but milvus-lite is not installed "
+                    "(or has no build for this platform): pip install milvus-lite, or pass "
+                    "a Milvus server uri such as uri='http://localhost:19530'"
                 )
         elif "://" not in uri:
             raise MilvusConnectionError(
