@@ -130,7 +130,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "disk_mb": _disk_mb(args, name),
         }
         stores[name] = store
-        print(f"{name}: ingested {args.n} rows in {out['stores'][name]['ingest_s']:.1f} s", flush=True)
+        ingest_s = out["stores"][name]["ingest_s"]
+        print(f"{name}: ingested {args.n} rows in {ingest_s:.1f} s", flush=True)
 
     k = args.k
     settings: dict[str, Any] = {}

@@ -184,7 +184,9 @@ def test_own_writes_and_deletes_clear_the_counts(tmp_path, data) -> None:
     s = MatryoshkaMilvus(
         table, connection_args={"uri": str(tmp_path / "m.db")}, metadata_fields={"some": int}
     )
-    s.add_texts(texts[:50], [{"some": i % 100} for i in range(50)], ids=[f"id{i}" for i in range(50)])
+    s.add_texts(
+        texts[:50], [{"some": i % 100} for i in range(50)], ids=[f"id{i}" for i in range(50)]
+    )
     assert s.similarity_search(qtexts[0], k=K, filter={"some": 60}) == []
     s.add_texts(texts[60:61], [{"some": 60}], ids=["id60"])
     assert [d.id for d in s.similarity_search(qtexts[0], k=K, filter={"some": 60})] == ["id60"]
