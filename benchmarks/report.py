@@ -1,0 +1,146 @@
+"""Render the results tables of README.md and docs/*.md from benchmarks/results/*.json.
+
+A table lives between ``<!-- report:NAME -->`` and ``<!-- /report:NAME -->``; NAME picks a
+renderer below and the JSON it reads. Numbers in the docs are written by this script, never
+by hand, so they cannot drift from the runs that produced them.
+
+Command, from the repository root::
+
+    python benchmarks/report.py            # rewrite every marked table in place
+    python benchmarks/report.py --check    # exit 1 if any marked table differs from its JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MARKER = re.compile(r"(<!-- report:([\w-]+) -->\n)(.*?)(<!-- /report:\2 -->)", re.S)
+
+
+def _load(name: str) -> dict[str, Any]:
+    return json.loads((RESULTS / name).read_text(encoding="utf-8"))
+
+
+def _demo_label(name: str, row: dict[str, Any], search_dim: int) -> str:
+    if name == "full":
+        return "full-dimension HNSW"
+    if name == "head":
+        return f"head-only HNSW ({search_dim} dims)"
+    return f"funnel, {row['candidates']} candidates"
+
+
+def demo_table(result: dict[str, Any], names: list[str] | None = None) -> str:
+    """The demo's methods: recall@10 against exact search, index, disk, p50 latency."""
+    methods = result["methods"]
+    full = methods["full"]
+    lines = [
+        f"{result['passages']:,} passages of the Python {result['python']} stdlib docs, "
+        f"{result['queries']} queries,",
+        f"{result['model']}, head {result['search_dim']} dims, Milvus Lite;",
+        f"{result['hardware']}; `{result['command']}`.",
+        "",
+        "| method | recall@10 vs exact | index MB | disk MB | p50 ms |",
+        "|---|---|---|---|---|",
+    ]
+    for name in names or list(methods):
+        row = methods[name]
+        index = f"{row['index_mb']:.2f}"
+        if name != "full":
+            index += f" ({row['index_mb'] / full['index_mb']:.2f}x)"
+        lines.append(
+            f"| {_demo_label(name, row, result['search_dim'])} | {row['recall_at_10']:.3f} | "
+            f"{index} | {row['disk_mb']:.2f} | {row['p50_ms']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def demo_headline(result: dict[str, Any]) -> str:
+    """The README's subset: full, head-only and the funnel at 32, 64 and 128 candidates."""
+    return demo_table(result, ["full", "head", "funnel 32", "funnel 64", "funnel 128"])
+
+
+def consistency_table(result: dict[str, Any]) -> str:
+    """docs/speed.md: read latency by consistency level on a server."""
+    labels = {
+        "session_no_write": '"Session", no write of this store pending',
+        "strong": '"Strong"',
+        "session_after_write": '"Session", first read right after a one-row write',
+    }
+    lines = ["| read | p50 | p95 |", "|---|---|---|"]
+    for key, label in labels.items():
+        row = result["ms"][key]
+        lines.append(f"| {label} | {row['p50']:.1f} ms | {row['p95']:.1f} ms |")
+    return "\n".join(lines)
+
+
+def filters_table(result: dict[str, Any]) -> str:
+    """docs/filters.md: benchmarks/filters.py's own rendering."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from filters import render
+
+    return render(result)
+
+
+#: NAME -> (JSON file in benchmarks/results, renderer)
+REPORTS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+    "demo": ("demo.json", demo_table),
+    "demo-headline": ("demo.json", demo_headline),
+    "consistency": ("consistency-20000.json", consistency_table),
+    "filters-lite": ("filters-lite.json", filters_table),
+    "filters-server": ("filters-server.json", filters_table),
+}
+
+
+def render_file(text: str, where: str) -> str:
+    """``text`` with every marked table rendered afresh."""
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(2)
+        if name not in REPORTS:
+            sys.exit(f"error: {where} marks an unknown table {name!r}; known: {sorted(REPORTS)}")
+        source, renderer = REPORTS[name]
+        body = renderer(_load(source)).rstrip("\n") + "\n"
+        return f"{match.group(1)}{body}{match.group(4)}"
+
+    return MARKER.sub(fill, text)
+
+
+def documents() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 if a table is out of date"
+    )
+    args = parser.parse_args(argv)
+    stale = []
+    for path in documents():
+        text = path.read_text(encoding="utf-8")
+        new = render_file(text, path.relative_to(ROOT).as_posix())
+        if new != text:
+            stale.append(path.relative_to(ROOT).as_posix())
+            if not args.check:
+                path.write_text(new, encoding="utf-8")
+    if args.check and stale:
+        print(f"out of date: {', '.join(stale)}; run python benchmarks/report.py", file=sys.stderr)
+        return 1
+    print(
+        "every table matches its JSON"
+        if args.check
+        else f"rewrote: {', '.join(stale) or 'nothing'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
