@@ -137,3 +137,30 @@ def test_filter_benchmark_small_run(tmp_path) -> None:
         check=True, capture_output=True, text=True, timeout=60,
     ).stdout
     assert "| tenant (1 of 100) |" in rendered and "Milvus Lite, 2,000 rows" in rendered
+
+
+def test_vs_langchain_milvus_smoke_run(tmp_path) -> None:
+    out = tmp_path / "vs.json"
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "vs_langchain_milvus.py"), "--smoke"]
+        + ["--workdir", str(tmp_path / "w"), "--json", str(out)],
+        check=True,
+        timeout=600,
+    )
+    result = json.loads(out.read_text())
+    assert result["n"] == 2000 and result["queries"] == 40 and result["backend"] == "Milvus Lite"
+    assert set(result["rows"]) == {"funnel", "langchain_milvus"}
+    for name, row in result["rows"].items():
+        assert 0.0 <= row["recall_at_10"] <= 1.0, name
+        assert 0 < row["p50_ms"] <= row["p95_ms"], name
+        assert row["qps_batch_32"] > 0, name
+        assert result["ingest"][name]["ingest_s"] > 0, name
+        assert result["disk_mb"][name] > 0, name
+    # langchain-milvus searches the full vectors: on unit vectors its L2 ranking is exact
+    assert result["rows"]["langchain_milvus"]["recall_at_10"] >= 0.9
+    assert result["median_ratio_funnel_to_langchain_milvus"] > 0
+    # the funnel's index holds the head only: smaller than a full-dimension HNSW
+    memory = result["index_memory"]
+    assert memory["funnel"]["dims_indexed"] < memory["langchain_milvus"]["dims_indexed"] == 128
+    assert 0 < memory["funnel"]["estimate_mb"] < memory["langchain_milvus"]["estimate_mb"]
+    assert result["command"].endswith("--json " + str(out))
