@@ -89,11 +89,46 @@ def filters_table(result: dict[str, Any]) -> str:
     return render(result)
 
 
+VS_RUNS = (
+    ("Milvus Lite, 100k", "vs-langchain-milvus-lite-100000.json"),
+    ("server 2.3.5, 100k", "vs-langchain-milvus-server-100000.json"),
+    ("server 2.3.5, 300k", "vs-langchain-milvus-server-300000.json"),
+)
+
+
+def vs_langchain_milvus_table(_: dict[str, Any]) -> str:
+    """Funnel against langchain-milvus's ``Milvus``, each at its defaults, per run."""
+    lines = [
+        "| 768 dims, k=10, defaults | recall@10: funnel / l-m | p50 ms: funnel / l-m "
+        "| paired p50 ratio | batch-32 QPS ratio | index MB (est.): funnel / l-m "
+        "| ingest s: funnel / l-m |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, name in VS_RUNS:
+        r = _load(name)
+        f, m = r["rows"]["funnel"], r["rows"]["langchain_milvus"]
+        fi, mi = r["ingest"]["funnel"], r["ingest"]["langchain_milvus"]
+        fm, mm = r["index_memory"]["funnel"], r["index_memory"]["langchain_milvus"]
+        lines.append(
+            f"| {label} | {f['recall_at_10']:.3f} / {m['recall_at_10']:.3f} "
+            f"| {f['p50_ms']:.1f} / {m['p50_ms']:.1f} "
+            f"| {r['median_ratio_funnel_to_langchain_milvus']:.2f}x "
+            f"| {f['qps_batch_32'] / m['qps_batch_32']:.2f}x "
+            f"| {fm['estimate_mb']:.0f} / {mm['estimate_mb']:.0f} "
+            f"| {fi['ingest_s']:.0f} / {mi['ingest_s']:.0f} |"
+        )
+    first = _load(VS_RUNS[0][1])
+    lines += ["", f"{first['queries']} queries per run; {first['hardware']}; "
+              "`python benchmarks/vs_langchain_milvus.py` (commands in docs/speed.md)."]
+    return "\n".join(lines)
+
+
 #: NAME -> (JSON file in benchmarks/results, renderer)
 REPORTS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "demo": ("demo.json", demo_table),
     "demo-headline": ("demo.json", demo_headline),
     "consistency": ("consistency-20000.json", consistency_table),
+    "vs-langchain-milvus": ("vs-langchain-milvus-lite-100000.json", vs_langchain_milvus_table),
     "filters-lite": ("filters-lite.json", filters_table),
     "filters-server": ("filters-server.json", filters_table),
 }

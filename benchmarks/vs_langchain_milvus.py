@@ -22,7 +22,7 @@ field plus 2 * M links of 4 bytes per row on layer 0; M from the index descripti
 
 Milvus Lite, one .db file per store in ``--workdir``::
 
-    python benchmarks/vs_langchain_milvus.py --workdir /tmp/vs --n 100000
+    python benchmarks/vs_langchain_milvus.py --workdir W --n 100000
 
 A server you started (``python tests/server.py`` prints a throwaway one's uri)::
 
