@@ -102,7 +102,7 @@ def _check_json(value: Any, path: str, doc_id: str) -> None:
 def prepare_texts(
     texts: Iterable[str],
     metadatas: list[dict] | None,
-    ids: list[str | None] | None,
+    ids: Sequence[str | None] | None,
     text_max_length: int,
 ) -> tuple[list[str], list[dict], list[str]]:
     """Validate a write before anything is embedded or written."""
