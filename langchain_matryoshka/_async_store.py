@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from langchain_core.documents import Document
@@ -32,6 +32,7 @@ class AsyncStoreMethods:
     embedding: Embeddings
 
     if TYPE_CHECKING:  # the sync methods the twins run (defined by MatryoshkaMilvus)
+        def __init__(self, embedding: Embeddings, **kwargs: Any) -> None: ...
         def _text_limit(self) -> int: ...
         def _mmr_plan(self, *args: Any) -> Any: ...
         def add_embeddings(self, *args: Any, **kwargs: Any) -> list[str]: ...
@@ -42,9 +43,7 @@ class AsyncStoreMethods:
         def max_marginal_relevance_search_by_vector(self, *args: Any, **kwargs: Any) -> Any: ...
         def build_index(self) -> None: ...
         def calibrate(self, *args: Any, **kwargs: Any) -> CalibrationResult: ...
-        def exact_search_with_score(
-            self, query: str, k: int = 4, **kwargs: Any
-        ) -> list[tuple[str, float]]: ...
+        def exact_search_with_score(self, *args: Any, **kwargs: Any) -> list[tuple[str, float]]: ...
         def close(self) -> None: ...
 
     async def _aembed_queries(self, queries: Sequence[str]) -> list[list[float]]:
@@ -53,7 +52,7 @@ class AsyncStoreMethods:
         if callable(batch):
             return await batch(list(queries))
         if callable(getattr(self.embedding, "embed_queries", None)):
-            return await asyncio.to_thread(self.embedding.embed_queries, list(queries))
+            return await asyncio.to_thread(cast(Any, self.embedding).embed_queries, list(queries))
         return list(await asyncio.gather(*(self.embedding.aembed_query(q) for q in queries)))
 
     # ------------------------------------------------------------------ writes
@@ -63,7 +62,7 @@ class AsyncStoreMethods:
         texts: Iterable[str],
         metadatas: list[dict] | None = None,
         *,
-        ids: list[str | None] | None = None,
+        ids: Sequence[str | None] | None = None,
         **kwargs: Any,
     ) -> list[str]:
         batch_size, timeout = write_options(kwargs, "aadd_texts")
@@ -73,6 +72,7 @@ class AsyncStoreMethods:
         if not texts:
             return []
         await asyncio.to_thread(self._engine.check_metadata, metas, ids_out)
+        texts = cast("list[str]", texts)  # prepare_texts returned a list
         vectors = await self.embedding.aembed_documents(texts)
         await asyncio.to_thread(
             self._engine.write, texts, metas, ids_out, vectors, batch_size, timeout
@@ -85,7 +85,7 @@ class AsyncStoreMethods:
         embeddings: Sequence[Sequence[float]] | np.ndarray,
         metadatas: list[dict] | None = None,
         *,
-        ids: list[str | None] | None = None,
+        ids: Sequence[str | None] | None = None,
         **kwargs: Any,
     ) -> list[str]:
         return await asyncio.to_thread(

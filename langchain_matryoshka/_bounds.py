@@ -46,8 +46,8 @@ def recall_lower_bounds(
     for p, row in enumerate(r):
         # Support: the k + 1 levels plus any other observed value (e.g. a query whose
         # truth held fewer than k rows); counts per support value.
-        levels, counts = np.unique(np.concatenate([grid, row]), return_counts=True)
-        counts = counts.astype(np.float64)
+        levels, n_seen = np.unique(np.concatenate([grid, row]), return_counts=True)
+        counts = n_seen.astype(np.float64)
         counts[np.isin(levels, grid)] -= 1.0  # the grid was added once to list the levels
         alpha = counts + np.where(np.isin(levels, grid), 1.0 / (k + 1), 0.0)
         weights = rng.gamma(np.where(alpha > 0, alpha, 1.0), size=(n_draws, len(levels)))

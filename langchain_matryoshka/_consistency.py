@@ -73,7 +73,7 @@ class Session:
             self.pending = False
         if pending:
             try:
-                ts = self._allocate(timeout, call)
+                ts: int | None = self._allocate(timeout, call)
             except BaseException:
                 with self._lock:
                     self.pending = True
@@ -92,7 +92,7 @@ class Session:
         conn = self.connection
         limit = conn.limit_of(call)
         caller = timeout is not None
-        if caller and (limit is None or timeout < limit):
+        if timeout is not None and (limit is None or timeout < limit):
             limit = float(timeout)
         handler = conn.client._get_connection()
 

@@ -7,7 +7,7 @@ A base of :class:`._engine.Engine`; the store's metadata reads
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.documents import Document
@@ -103,7 +103,7 @@ class ReadMethods:
         limit: int | None = None,
         timeout: float | None = None,
         partitions: list[str] | None = None,
-    ) -> Iterator[list[Document]]:
+    ) -> Generator[list[Document], None, None]:
         """Pages of at most ``batch_size`` documents matching ``where`` (a query iterator)."""
         if (self.layout or self.refresh()) is None:
             return

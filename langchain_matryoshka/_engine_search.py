@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 from langchain_core.documents import Document
@@ -92,9 +92,11 @@ class SearchMethods:
         plan = make_plan(dim=layout.dim, search_dim=layout.search_dim, k=k, **settings)
         filter_ = options.get("filter")
         partitions = self.partitions_for(filter_)
-        tenants = frozenset() if partitions is None else frozenset(
-            _as_list(filter_[layout.tenancy.key])
-        )
+        tenants: frozenset = frozenset()
+        if partitions is not None:
+            # partitions_for found the tenant key of a store-managed tenancy in the filter
+            assert filter_ is not None and layout.tenancy is not None
+            tenants = frozenset(_as_list(filter_[layout.tenancy.key]))
         return Planned(plan, expr, layout, partitions, timeout, tenants)
 
     def partitions_for(self, filter: Mapping[str, Any] | None) -> list[str] | None:  # noqa: A002
@@ -185,6 +187,7 @@ class SearchMethods:
                 picked = self._refill(q, cands, plan, picked, docs, tenants, timeout)
             clock.lap("fetch_documents")
         else:
+            assert cands.metadatas is not None  # brought back with the texts
             docs = [
                 {j: (cands.texts[qi][j], cands.metadatas[qi][j]) for j, _ in row}
                 for qi, row in enumerate(picked)
@@ -193,7 +196,9 @@ class SearchMethods:
         for qi, row in enumerate(picked):
             hits_q = []
             for j, score in row:
-                text, metadata = docs[qi][j]
+                entry = docs[qi][j]
+                assert entry is not None  # _refill dropped the rows that are gone
+                text, metadata = entry
                 doc = Document(id=cands.ids[qi][j], page_content=text, metadata=metadata)
                 hits_q.append(Hit(doc, float(score), cands.vectors[qi, j]))
             results.append(hits_q)
@@ -286,7 +291,9 @@ class SearchMethods:
                 kept += [(j, s) for j, s in chunk if found.get(j) is not None]
             hits_q = []
             for j, s in kept:
-                text, metadata = found[j]
+                entry = found[j]
+                assert entry is not None  # kept holds only the rows found
+                text, metadata = entry
                 doc = Document(id=ids[j], page_content=text, metadata=metadata)
                 hits_q.append(Hit(doc, float(s), vectors[j]))
             results.append(hits_q)
@@ -319,8 +326,10 @@ class SearchMethods:
             found: dict[int, tuple[str, dict] | None] = {}
             for j, _ in row:
                 r = rows.get(ids[qi][j])
-                ok = r is not None and (key is None or r.get(key) in tenants)
-                found[j] = (r[_milvus.FIELD_TEXT], layout.metadata_of(r)) if ok else None
+                if r is None or (key is not None and r.get(key) not in cast(frozenset, tenants)):
+                    found[j] = None  # gone, or (key: tenants is set) of another tenant
+                else:
+                    found[j] = (r[_milvus.FIELD_TEXT], layout.metadata_of(r))
             out.append(found)
         return out
 
@@ -451,7 +460,8 @@ def mmr_documents(embedding: Any, hits: list[Hit], k: int, lambda_mult: float) -
         return []
     picked = maximal_marginal_relevance(
         np.asarray(embedding, dtype=np.float32),
-        np.stack([hit.vector for hit in hits]),
+        # an ndarray, not the list[list[float]] annotated: the function is numpy throughout
+        cast(Any, np.stack([hit.vector for hit in hits])),
         k=k,
         lambda_mult=lambda_mult,
     )

@@ -27,7 +27,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -114,7 +114,10 @@ def hybrid_plan(k: int, options: Mapping[str, Any]) -> HybridPlan:
         k=k,
         fusion=fusion,
         rrf_k=check_rrf_k(DEFAULT_RRF_K if rrf_k is None else rrf_k),
-        weights=check_weights(list(DEFAULT_WEIGHTS if weights is None else weights), 2),
+        weights=cast(  # check_weights(..., 2) returns two weights or raises
+            "tuple[float, float]",
+            check_weights(list(DEFAULT_WEIGHTS if weights is None else weights), 2),
+        ),
         dense_k=_depth("dense_k", options.get("dense_k"), k),
         full_text_k=_depth("full_text_k", options.get("full_text_k"), k),
     )

@@ -371,7 +371,7 @@ def split_metadata(
     json_part = [{k: v for k, v in m.items() if k not in names} for m in metas]
     columns: dict[str, list[Any]] = {}
     for f in layout.fields:
-        values = []
+        values: list[Any] = []
         for doc_id, meta in zip(ids, metas):
             value = meta.get(f.name)
             if value is None:

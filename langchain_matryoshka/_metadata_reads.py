@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from langchain_core.documents import Document
 
@@ -161,7 +161,7 @@ class MetadataReads:
         pages = self._engine.iter_pages(*args)
         try:
             while (page := await asyncio.to_thread(next, pages, _DONE)) is not _DONE:
-                for doc in page:
+                for doc in cast("list[Document]", page):
                     yield doc
         finally:
             await asyncio.to_thread(pages.close)

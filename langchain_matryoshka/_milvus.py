@@ -303,6 +303,7 @@ class MilvusCollection(ConditionReads, TextSearch):
     def _require(self) -> Layout:
         if self.layout is None and self.open() is None:
             raise InvalidInputError(f"collection {self.name!r} is empty; add documents first")
+        assert self.layout is not None  # open() set it
         return self.layout
 
     def upsert(
@@ -393,7 +394,7 @@ class MilvusCollection(ConditionReads, TextSearch):
                 raise _collision(other[FIELD_ID], row[FIELD_ID])
         tenancy = layout.tenancy
         managed = tenancy is not None and tenancy.mode == TENANCY_PARTITIONS
-        fields = [FIELD_ID] + ([tenancy.key] if managed else [])
+        fields = [FIELD_ID] + ([tenancy.key] if managed and tenancy is not None else [])
         keys = list(wanted)
         moved, stored = [], []
         for start in range(0, len(keys), 1024):
@@ -408,7 +409,9 @@ class MilvusCollection(ConditionReads, TextSearch):
                 new = wanted[row[FIELD_PK]]
                 if row[FIELD_ID] != new[FIELD_ID]:
                     raise _collision(row[FIELD_ID], new[FIELD_ID])
-                if managed and tenancy.partition_of(row[tenancy.key]) != tenancy.partition_of(
+                if managed and tenancy is not None and tenancy.partition_of(
+                    row[tenancy.key]
+                ) != tenancy.partition_of(
                     new[tenancy.key]
                 ):
                     moved.append(row[FIELD_PK])

@@ -36,7 +36,8 @@ def spans(texts: Sequence[str], rng: np.random.Generator) -> list[str]:
     """One query-like span per text: a random sentence, cut to ``SPAN_WORDS`` words."""
     out = []
     for text in texts:
-        sentences, current = [], []
+        sentences: list[list[str]] = []
+        current: list[str] = []
         for piece in _SENTENCE_END.split(text.strip()):
             current.extend(piece.split())
             if len(current) >= MIN_SPAN_WORDS:

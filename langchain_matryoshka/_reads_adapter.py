@@ -9,7 +9,7 @@ maps the errors a caller's expression or ``timeout`` caused to the package's own
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._call_errors import milvus_call
 
@@ -22,6 +22,8 @@ FIELD_METADATA = "metadata"
 #: The most rows one Milvus query returns (offset + limit); larger reads page with an
 #: iterator.
 QUERY_WINDOW = 16384
+
+_Row = TypeVar("_Row", bound=Mapping[str, Any])
 #: The fields of the store's layout a caller's expression may name.
 OWN_FIELDS = (FIELD_ID, FIELD_TEXT, FIELD_METADATA)
 
@@ -31,7 +33,7 @@ def call_timeout(timeout: float | None) -> dict[str, float]:
     return {} if timeout is None else {"timeout": timeout}
 
 
-def distinct(rows: Sequence[Mapping[str, Any]], key: str) -> Sequence[Mapping[str, Any]]:
+def distinct(rows: Sequence[_Row], key: str) -> Sequence[_Row]:
     """``rows`` without repeated primary keys (the first of each kept).
 
     Milvus Lite 3.2 killed between a flush's manifest commit and its write-ahead-log
@@ -42,8 +44,13 @@ def distinct(rows: Sequence[Mapping[str, Any]], key: str) -> Sequence[Mapping[st
     seen = {r[key] for r in rows}
     if len(seen) == len(rows):
         return rows
-    seen = set()
-    return [r for r in rows if not (r[key] in seen or seen.add(r[key]))]
+    seen.clear()
+    out = []
+    for r in rows:
+        if r[key] not in seen:
+            seen.add(r[key])
+            out.append(r)
+    return out
 
 
 class ConditionReads:

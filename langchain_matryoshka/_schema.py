@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from ._layout import (
     DEFAULT_LIST_CAPACITY,
@@ -142,7 +142,9 @@ def layout_properties(layout: Layout) -> dict[str, str]:
                 }
             )
         if layout.full_text is not None:
-            props[PROPERTY_FULL_TEXT] = json.dumps(dict(layout.full_text.analyzer))
+            # A stored layout's analyzer is Milvus' params (new_layout resolved the name).
+            analyzer = cast(Mapping[str, Any], layout.full_text.analyzer)
+            props[PROPERTY_FULL_TEXT] = json.dumps(dict(analyzer))
     return props
 
 
@@ -153,7 +155,7 @@ def _field(desc: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
     return None
 
 
-def _expect(cond: bool, collection: str, what: str) -> None:
+def _expect(cond: object, collection: str, what: str) -> None:
     if not cond:
         raise SchemaError(
             f"collection {collection!r} exists but was not written by langchain-matryoshka: "
@@ -166,7 +168,7 @@ def read_layout(desc: Mapping[str, Any], collection: str) -> Layout:
     from pymilvus import DataType
 
     properties = desc.get("properties") or {}
-    version_text = properties.get(PROPERTY_LAYOUT)
+    version_text: Any = properties.get(PROPERTY_LAYOUT)
     version = int(version_text) if str(version_text or "").isdigit() else None
     if version is not None and version > LAYOUT_VERSION:
         raise SchemaError(
@@ -187,15 +189,17 @@ def read_layout(desc: Mapping[str, Any], collection: str) -> Layout:
                 f"no {dtype.name} field {name!r}")
     text = _field(desc, FIELD_TEXT)
     head = _field(desc, FIELD_HEAD)
+    assert text is not None and head is not None  # the loop above checked both
     full = _field(desc, FIELD_FULL)
     if full is not None and full.get("type") == DataType.VARCHAR:
-        storage = properties.get(PROPERTY_STORAGE)
         _expect(
-            storage == STORAGE_FLOAT16 and str(properties.get(PROPERTY_DIM, "")).isdigit(),
+            properties.get(PROPERTY_STORAGE) == STORAGE_FLOAT16
+            and str(properties.get(PROPERTY_DIM, "")).isdigit(),
             collection,
             f"VARCHAR field {FIELD_FULL!r} without the properties {PROPERTY_STORAGE}="
             f"{STORAGE_FLOAT16!r} and {PROPERTY_DIM}",
         )
+        storage = STORAGE_FLOAT16
         dim = int(properties[PROPERTY_DIM])
         _expect(
             int(full["params"].get("max_length", 0)) >= full_max_length(dim),
@@ -210,6 +214,7 @@ def read_layout(desc: Mapping[str, Any], collection: str) -> Layout:
             collection,
             f"no VARCHAR or ARRAY<FLOAT> field {FIELD_FULL!r}",
         )
+        assert full is not None  # checked just above
         storage = STORAGE_ARRAY
         dim = int(full["params"]["max_capacity"])
     search_dim = int(head["params"]["dim"])
@@ -243,6 +248,7 @@ def _read_column(desc: Mapping[str, Any], name: str, collection: str) -> Metadat
 
     f = _field(desc, name)
     _expect(f is not None, collection, f"declared metadata field {name!r} missing")
+    assert f is not None  # checked just above
     kinds = {
         DataType.VARCHAR: "str",
         DataType.INT8: "int",
@@ -267,6 +273,7 @@ def _read_column(desc: Mapping[str, Any], name: str, collection: str) -> Metadat
         )
     kind = kinds.get(f.get("type"))
     _expect(kind is not None, collection, f"field {name!r} has an unsupported type")
+    assert kind is not None  # checked just above
     return MetadataField(
         name,
         kind,

@@ -84,7 +84,7 @@ class TextSearch:
                 **kwargs,
                 **call_timeout(timeout),
             )
-        out = []
+        out: list[list[tuple[Mapping[str, Any], float]]] = []
         for query_hits in hits:
             rows = distinct([dict(h["entity"], _score=abs(float(h["distance"]))) for h in
                              query_hits], FIELD_ID)

@@ -21,7 +21,7 @@ import json
 import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from . import _milvus
 from ._conventions import reject_unknown  # noqa: F401 - re-exported
@@ -102,7 +102,7 @@ def _check_json(value: Any, path: str, doc_id: str) -> None:
 def prepare_texts(
     texts: Iterable[str],
     metadatas: list[dict] | None,
-    ids: list[str | None] | None,
+    ids: Sequence[str | None] | None,
     text_max_length: int,
 ) -> tuple[list[str], list[dict], list[str]]:
     """Validate a write before anything is embedded or written."""
@@ -129,7 +129,10 @@ def prepare_texts(
         ids = list(ids)
         if len(ids) != n:
             raise InvalidInputError(f"got {n} texts but {len(ids)} ids; pass one id per text")
-    out_ids = [uuid.uuid4().hex if ids is None or ids[i] is None else ids[i] for i in range(n)]
+    out_ids = cast(  # the loop below refuses any id that is not a string
+        "list[str]",
+        [uuid.uuid4().hex if ids is None or ids[i] is None else ids[i] for i in range(n)],
+    )
     seen: set[str] = set()
     for doc_id in out_ids:
         if not isinstance(doc_id, str) or not doc_id:

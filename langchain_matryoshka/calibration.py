@@ -317,6 +317,7 @@ def calibrate(
                 raise ConfigurationError(
                     "query texts need the store's embedding model; pass query_vectors"
                 )
+            assert queries is not None  # one of the two was given
             query_vectors = embed_queries(list(queries))
         qvecs = np.asarray(query_vectors, dtype=np.float32)
         own: list[str | None] = [None] * len(qvecs)

@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -385,7 +385,7 @@ def _text_and_hybrid(
             planned = _hybrid.plan_text(engine, k, {})
             hits = _hybrid.text_search(engine, [text], planned)[0]
             lat.append(1000 * (time.perf_counter() - t0))
-            ranked.append([h.document.id for h in hits])
+            ranked.append([cast(str, h.document.id) for h in hits])  # stored: ids set
         out.append(_result("full text (BM25)", "-", None, data, ranked, exact, k, lat, {}))
     for fusion in ("rrf", "weighted"):
         ranked, lat, stages = [], [], []
@@ -398,7 +398,7 @@ def _text_and_hybrid(
             )[0]
             lat.append(1000 * (time.perf_counter() - t0))
             stages.append(timings)
-            ranked.append([h.document.id for h in hits])
+            ranked.append([cast(str, h.document.id) for h in hits])  # stored: ids set
         stage_ms = {s: 1000 * statistics.median(t[s] for t in stages) for s in stages[0]}
         cands = planned.plan.candidates if planned is not None else None
         out.append(
@@ -460,7 +460,7 @@ def write_report(report: EvalReport, out_dir: str | os.PathLike[str]) -> list[Pa
         for rotation in report.settings["rotations"]:
             pts = [r for r in report.results if r.method == "funnel" and r.rotation == rotation]
             (line,) = ax.plot(
-                [p.candidates for p in pts],
+                cast("list[int]", [p.candidates for p in pts]),  # funnel rows have candidates
                 [getattr(p, attr) for p in pts],
                 "o-",
                 label=f"funnel, rotation {rotation}",

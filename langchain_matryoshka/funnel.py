@@ -293,7 +293,8 @@ def funnel_rerank(
         )
     rows = np.arange(nq)[:, None]
     valid = np.arange(nc)[None, :] < np.asarray(n_valid)[:, None]  # [nq, m]
-    keep = None  # [nq, m] positions of the survivors, best first; None = all, in order
+    # [nq, m] positions of the survivors, best first; None = all, in order
+    keep: np.ndarray | None = None
     dots = np.zeros((nq, nc), dtype=np.float32)  # [nq, m] query . candidate prefix
     sq = np.zeros((nq, nc), dtype=np.float32)  # [nq, m] |candidate prefix|^2
     qsq = np.zeros(nq, dtype=np.float32)  # [nq] |query prefix|^2
@@ -326,6 +327,10 @@ def funnel_rerank(
         valid = np.take_along_axis(valid, sel, axis=1)
         valid &= np.arange(width)[None, :] < n_next[:, None]
         prev = scale
+    if keep is None:  # only a plan not built by make_plan can have no stage
+        raise ConfigurationError(
+            f"plan.scales={plan.scales!r} is empty; build the plan with make_plan()"
+        )
     out_idx = np.full((nq, k), -1, dtype=np.int64)
     out_scores = np.full((nq, k), np.nan, dtype=np.float32)
     width = min(k, keep.shape[1])

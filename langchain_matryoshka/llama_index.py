@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 try:
     from llama_index.core.bridge.pydantic import PrivateAttr
@@ -178,7 +178,8 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
             )
         reject_unknown(options, STORE_OPTIONS, "MatryoshkaMilvusVectorStore")
         store = MatryoshkaMilvus(_EmbeddedByLlamaIndex(), **options)
-        super().__init__(collection_name=store.collection_name)
+        # collection_name is this subclass's field: pydantic's __init__ takes every field
+        super().__init__(collection_name=store.collection_name)  # type: ignore[call-arg]
         self._store = store
         self._engine = store._engine
 
@@ -304,7 +305,7 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
                     combine_exprs(self._ids_expr(chunk), condition), len(chunk), 0, timeout
                 )
             ]
-        by_id = {doc.id: doc for doc in docs}
+        by_id = {cast(str, doc.id): doc for doc in docs}  # stored documents have ids
         order = [i for i in ids if i in by_id] if ids is not None else list(by_id)
         found, vectors = self._store.get_vectors(order)
         embeddings = dict(zip(found, vectors.tolist()))
@@ -404,6 +405,7 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
         if not hits:
             return _result([])
         layout = self._engine.layout
+        assert layout is not None  # the search found hits
         q = self._engine.query_vectors(np.asarray([query.query_embedding]), layout)[0]
         _, picked = get_top_k_mmr_embeddings(
             q.tolist(),
@@ -420,7 +422,8 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
         """Milvus' BM25 ranking of ``query_str`` (similarities: BM25 scores)."""
         k = query.sparse_top_k or query.similarity_top_k
         planned = _hybrid.plan_text(self._engine, k, options)
-        return _result(_hybrid.text_search(self._engine, [query.query_str], planned)[0])
+        text = cast(str, query.query_str)  # query() refused a missing one
+        return _result(_hybrid.text_search(self._engine, [text], planned)[0])
 
     def _query_hybrid(
         self, query: VectorStoreQuery, options: Mapping[str, Any], kwargs: Mapping[str, Any]
@@ -449,9 +452,8 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
         if planned is None:
             return _result([])
         vectors = np.asarray([query.query_embedding], dtype=np.float32)
-        return _result(
-            _hybrid.hybrid_search(self._engine, vectors, [query.query_str], planned, hp)[0]
-        )
+        text = cast(str, query.query_str)  # query() refused a missing one
+        return _result(_hybrid.hybrid_search(self._engine, vectors, [text], planned, hp)[0])
 
     # ------------------------------------------------------------------ helpers
 
@@ -492,6 +494,7 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
     def _ids_expr(self, ids: Sequence[str]) -> str:
         """``pk in [...]`` for node ids (a primary-key lookup)."""
         layout = self._engine.layout
+        assert layout is not None  # callers checked that the collection exists
         return ids_to_expr(layout.keys_of(ids), layout.pk)
 
     def _tenant_filter(self, filters: MetadataFilters | None) -> dict[str, Any] | None:

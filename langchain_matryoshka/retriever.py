@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple, cast
 
 from langchain_core.callbacks import (
     AsyncCallbackManager,
@@ -120,7 +120,7 @@ class _Call(NamedTuple):
     def finish(self, pairs: list[tuple[Document, float]]) -> list[Document]:
         """Documents from (document, cosine) pairs, thresholded on relevance if asked."""
         if self.search_type == "similarity_score_threshold":
-            threshold = self.score_threshold
+            threshold = cast(float, self.score_threshold)  # set: checked by _make_call
             return [doc for doc, score in pairs if (1.0 + score) / 2.0 >= threshold]
         return [doc for doc, _ in pairs]
 

@@ -16,6 +16,7 @@ enough; a basis fitted on another corpus barely helps.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from .errors import ConfigurationError
 
@@ -51,7 +52,7 @@ def fit_pca_rotation(
     return basis.astype(np.float32)
 
 
-def rotate(vectors: np.ndarray, basis: np.ndarray | None) -> np.ndarray:
+def rotate(vectors: npt.ArrayLike, basis: np.ndarray | None) -> np.ndarray:
     """``vectors @ basis`` as float32 (``basis`` None: unchanged)."""
     v = np.asarray(vectors, dtype=np.float32)
     if basis is None:

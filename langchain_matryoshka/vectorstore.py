@@ -246,7 +246,7 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, HybridStoreMethods, Vec
             connection = _milvus.Connection.wrap(client)
         self._connection = connection
         self.client = connection.client
-        common = {"lite": connection.lite, "consistency_level": consistency_level}
+        common: dict[str, Any] = {"lite": connection.lite, "consistency_level": consistency_level}
         collection = _milvus.MilvusCollection(
             connection,
             collection_name,
@@ -336,7 +336,7 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, HybridStoreMethods, Vec
         embeddings: Sequence[Sequence[float]] | np.ndarray,
         metadatas: list[dict] | None = None,
         *,
-        ids: list[str | None] | None = None,
+        ids: Sequence[str | None] | None = None,
         **kwargs: Any,
     ) -> list[str]:
         """Store texts with precomputed full embeddings; returns the ids.
@@ -356,7 +356,7 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, HybridStoreMethods, Vec
         texts: Iterable[str],
         metadatas: list[dict] | None = None,
         *,
-        ids: list[str | None] | None = None,
+        ids: Sequence[str | None] | None = None,
         **kwargs: Any,
     ) -> list[str]:
         """Embed and store texts; given ids are kept, missing ones generated.
