@@ -188,6 +188,8 @@ class Connection:
                 f"uri={uri!r} is neither a Milvus Lite file (ending in '.db') nor a server URI; "
                 "pass e.g. uri='./docs.db' or uri='http://localhost:19530'"
             )
+        if lite:
+            _quiet_lite_logs()  # before the first open: a locked file logs a traceback
         limits = _limits(args)
         retry = _retry_policy(args)
         if not lite:
