@@ -48,6 +48,10 @@ class AsyncStoreMethods:
 
     async def _aembed_queries(self, queries: Sequence[str]) -> list[list[float]]:
         check_queries(queries)
+        return await self._aembed(queries)
+
+    async def _aembed(self, queries: Sequence[str]) -> list[list[float]]:
+        """Embed checked queries (the async twin of ``_embed``)."""
         batch = getattr(self.embedding, "aembed_queries", None)
         if callable(batch):
             return await batch(list(queries))
@@ -114,10 +118,10 @@ class AsyncStoreMethods:
         self, queries: Sequence[str], k: int = 4, **kwargs: Any
     ) -> list[list[tuple[Document, float]]]:
         planned = await asyncio.to_thread(self._engine.plan, k, kwargs)
-        check_queries(queries)
+        check_queries(queries)  # the one check of the queries
         if planned is None:
             return [[] for _ in queries]
-        vectors = np.asarray(await self._aembed_queries(queries))
+        vectors = np.asarray(await self._aembed(queries))
         return pairs(
             await asyncio.to_thread(
                 lambda: self._engine.search(vectors, planned, query_texts=list(queries))

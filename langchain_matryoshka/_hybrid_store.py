@@ -34,8 +34,8 @@ class HybridStoreMethods:
     _engine: Engine
 
     if TYPE_CHECKING:
-        def _embed_queries(self, queries: Sequence[str]) -> list[list[float]]: ...
-        async def _aembed_queries(self, queries: Sequence[str]) -> list[list[float]]: ...
+        def _embed(self, queries: Sequence[str]) -> list[list[float]]: ...
+        async def _aembed(self, queries: Sequence[str]) -> list[list[float]]: ...
         def _mmr_plan(self, *args: Any) -> Any: ...
 
     # ------------------------------------------------------------------ full text
@@ -73,7 +73,7 @@ class HybridStoreMethods:
         planned, hp = _hybrid.plan_hybrid(self._engine, k, kwargs)
         if planned is None:
             return [[] for _ in queries]
-        vectors = np.asarray(self._embed_queries(queries))
+        vectors = np.asarray(self._embed(queries))
         return _hybrid.hybrid_search(self._engine, vectors, list(queries), planned, hp)
 
     def hybrid_search_batch_with_score(
@@ -120,7 +120,7 @@ class HybridStoreMethods:
         planned, hp = _hybrid.plan_hybrid(self._engine, fetch_k, kwargs)
         if planned is None:
             return []
-        vector = np.asarray(self._embed_queries([query]))
+        vector = np.asarray(self._embed([query]))
         hits = _hybrid.hybrid_search(self._engine, vector, [query], planned, hp)[0]
         return mmr_documents(rotate(vector[0], self._engine.basis), hits, k, lambda_mult)
 
@@ -177,7 +177,7 @@ class HybridStoreMethods:
         planned, hp = await asyncio.to_thread(_hybrid.plan_hybrid, self._engine, k, kwargs)
         if planned is None:
             return [[] for _ in queries]
-        vectors = np.asarray(await self._aembed_queries(queries))
+        vectors = np.asarray(await self._aembed(queries))
         return pairs(
             await asyncio.to_thread(
                 _hybrid.hybrid_search, self._engine, vectors, list(queries), planned, hp
@@ -207,7 +207,7 @@ class HybridStoreMethods:
         )
         if planned is None:
             return []
-        vector = np.asarray(await self._aembed_queries([query]))
+        vector = np.asarray(await self._aembed([query]))
         hits = (
             await asyncio.to_thread(
                 _hybrid.hybrid_search, self._engine, vector, [query], planned, hp

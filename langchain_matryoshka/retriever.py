@@ -125,8 +125,12 @@ class _Call(NamedTuple):
         return [doc for doc, _ in pairs]
 
 
-def _make_call(search_type: Any, settings: dict[str, Any]) -> _Call:
-    """Validate one retrieval's settings (the package's own errors)."""
+def _make_call(search_type: Any, settings: dict[str, Any], *, searching: bool = False) -> _Call:
+    """Validate one retrieval's settings (the package's own errors).
+
+    ``searching``: for a call about to search, which checks ``k``, ``candidates`` and
+    the fusion options itself; they are not checked here too (one check per call).
+    """
     merged = {name: settings.get(name, default) for name, default in SEARCH_KWARGS.items()}
     merged = {
         name: SEARCH_KWARGS[name] if value is None else value for name, value in merged.items()
@@ -137,8 +141,9 @@ def _make_call(search_type: Any, settings: dict[str, Any]) -> _Call:
             + ", ".join(repr(t) for t in SEARCH_TYPES)
         )
     k = merged["k"]
-    make_plan(dim=2, search_dim=1, k=k, candidates=merged["candidates"])  # k, candidates
-    if search_type.startswith("hybrid"):  # fusion options, checked once
+    if not searching:  # when set: k, candidates
+        make_plan(dim=2, search_dim=1, k=k, candidates=merged["candidates"])
+    if search_type.startswith("hybrid") and not searching:  # fusion options
         hybrid_plan(merged["fetch_k"] if search_type == "hybrid_mmr" else k, merged)
     threshold = merged["score_threshold"]
     if search_type == "similarity_score_threshold":
@@ -330,7 +335,9 @@ class FunnelRetriever(BaseRetriever):
             )
         settings = {**self.search_kwargs}
         settings.update({n: v for n, v in overrides.items() if n in SEARCH_KWARGS})
-        return _make_call(overrides.get("search_type", self.search_type), settings)
+        return _make_call(
+            overrides.get("search_type", self.search_type), settings, searching=True
+        )
 
     def _get_ls_params(self, **kwargs: Any) -> LangSmithRetrieverParams:
         """Tracing parameters, as ``VectorStoreRetriever`` reports them."""

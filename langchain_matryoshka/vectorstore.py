@@ -426,8 +426,12 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, HybridStoreMethods, Vec
     # ------------------------------------------------------------------ search core
 
     def _embed_queries(self, queries: Sequence[str]) -> list[list[float]]:
-        """Embed queries in one call when the model offers ``embed_queries``."""
+        """Check, then embed queries (see :meth:`_embed`)."""
         check_queries(queries)
+        return self._embed(queries)
+
+    def _embed(self, queries: Sequence[str]) -> list[list[float]]:
+        """Embed checked queries in one call when the model offers ``embed_queries``."""
         batch = getattr(self.embedding, "embed_queries", None)
         if callable(batch):
             return batch(list(queries))
@@ -440,10 +444,10 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, HybridStoreMethods, Vec
     ) -> list[list[tuple[Document, float]]]:
         """Funnel search for many queries: one embedding call and one Milvus search."""
         planned = self._engine.plan(k, kwargs)
-        check_queries(queries)
+        check_queries(queries)  # the one check of the queries
         if planned is None:
             return [[] for _ in queries]
-        vectors = np.asarray(self._embed_queries(queries))
+        vectors = np.asarray(self._embed(queries))
         return pairs(self._engine.search(vectors, planned, query_texts=list(queries)))
 
     def search_batch_with_score_by_vector(

@@ -58,3 +58,17 @@ def test_connection_error_is_a_deprecated_alias() -> None:
     assert "ConnectionError" not in langchain_matryoshka.__all__
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         langchain_matryoshka.Nope  # noqa: B018
+
+
+_MODULES = ["calibration", "evaluation", "retriever", "vectorstore", "_engine", "_async_store"]
+
+
+@pytest.mark.parametrize("module", _MODULES)
+def test_each_module_imports_first_in_a_fresh_interpreter(module: str) -> None:
+    """No import cycle: every module imports cleanly when it is the first one loaded."""
+    import subprocess
+    import sys
+
+    code = f"import importlib; importlib.import_module('langchain_matryoshka.{module}')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
