@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -111,12 +113,13 @@ class MatryoshkaEmbeddings(BaseModel, Embeddings):
                 "MatryoshkaEmbeddings needs sentence-transformers: "
                 'pip install "langchain-matryoshka[sentence-transformers]"'
             ) from exc
-        return SentenceTransformer(
-            self.model_name,
-            device=self.device,
-            trust_remote_code=bool(self.trust_remote_code),
-            **self.model_kwargs,
-        )
+        with _no_loading_bars():
+            return SentenceTransformer(
+                self.model_name,
+                device=self.device,
+                trust_remote_code=bool(self.trust_remote_code),
+                **self.model_kwargs,
+            )
 
     @property
     def model(self) -> Any:
@@ -161,3 +164,23 @@ class MatryoshkaEmbeddings(BaseModel, Embeddings):
     async def aembed_queries(self, texts: list[str]) -> list[list[float]]:
         """Async :meth:`embed_queries` (runs on a worker thread)."""
         return await asyncio.to_thread(self.embed_queries, texts)
+
+
+@contextlib.contextmanager
+def _no_loading_bars() -> Iterator[None]:
+    """Without transformers' "Loading weights" bar, which the user did not ask for.
+
+    transformers' switch is process-wide: it is restored as it was on the way out.
+    """
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - sentence-transformers brings transformers
+        yield
+        return
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
