@@ -495,6 +495,11 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, HybridStoreMethods, Vec
     ) -> list[Document]:
         """MMR on full vectors over the funnel's top ``fetch_k``."""
         planned = self._mmr_plan(k, fetch_k, lambda_mult, kwargs)
+        return self._mmr(embedding, planned, k, lambda_mult)
+
+    def _mmr(
+        self, embedding: list[float], planned: Planned | None, k: int, lambda_mult: float
+    ) -> list[Document]:
         hits = self._engine.search(np.asarray([embedding]), planned)[0]
         return mmr_documents(rotate(embedding, self._engine.basis), hits, k, lambda_mult)
 
@@ -507,13 +512,11 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, HybridStoreMethods, Vec
         **kwargs: Any,
     ) -> list[Document]:
         """Diverse results: MMR on full vectors over the funnel's top ``fetch_k``."""
-        if self._mmr_plan(k, fetch_k, lambda_mult, kwargs) is None:
+        planned = self._mmr_plan(k, fetch_k, lambda_mult, kwargs)
+        if planned is None:
             check_queries([query])
             return []
-        embedding = self._embed_queries([query])[0]
-        return self.max_marginal_relevance_search_by_vector(
-            embedding, k, fetch_k, lambda_mult, **kwargs
-        )
+        return self._mmr(self._embed_queries([query])[0], planned, k, lambda_mult)
 
     def _mmr_plan(
         self, k: int, fetch_k: int, lambda_mult: float, options: Mapping[str, Any]

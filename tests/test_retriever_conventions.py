@@ -164,3 +164,42 @@ async def test_abatch_runs_exactly_like_ainvoke(store) -> None:
     assert batched == singles == retriever.batch(queries)
     assert sorted(many.events, key=repr) == sorted(one.events, key=repr)
     assert [e["run_id"] for k, e in one.events if k == "start"] == run_ids
+
+
+def test_a_search_validates_k_and_queries_once(store, monkeypatch) -> None:
+    """One check of ``k`` and one of each query per search, filtered routing included."""
+    from langchain_matryoshka import _validation, funnel
+
+    checks: list[str] = []
+    check_int, surrogate_at = funnel._check_int, _validation._surrogate_at
+
+    def counting_int(name: str, *args: Any) -> int:
+        checks.append(name)
+        return check_int(name, *args)
+
+    def counting_query(text: str) -> int | None:
+        checks.append("query")
+        return surrogate_at(text)
+
+    monkeypatch.setattr(funnel, "_check_int", counting_int)
+    monkeypatch.setattr(_validation, "_surrogate_at", counting_query)
+    retriever = store.as_retriever(search_kwargs={"k": 3})
+    searches = {
+        "store": lambda: store.similarity_search("query 1", k=3),
+        "store, filtered": lambda: store.similarity_search(
+            "query 1", k=3, filter={"parity": "even"}
+        ),
+        "invoke": lambda: retriever.invoke("query 1"),
+        "invoke, overrides and filter": lambda: retriever.invoke(
+            "query 1", k=2, filter={"parity": "odd"}
+        ),
+        "batch": lambda: retriever.batch(["query 1", "query 2"]),
+        "mmr": lambda: store.max_marginal_relevance_search("query 1", k=2, fetch_k=6),
+    }
+    for name, search in searches.items():
+        checks.clear()
+        assert search(), name
+        queries = 2 if name == "batch" else 1
+        # MMR checks k, and fetch_k as the k of the funnel it runs
+        assert checks.count("k") == (2 if name == "mmr" else 1), (name, checks)
+        assert checks.count("query") == queries, (name, checks)
