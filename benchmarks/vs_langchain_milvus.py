@@ -52,6 +52,7 @@ from langchain_core.embeddings import Embeddings
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _synthetic import centres_for, synthetic  # noqa: E402
 from scale import dir_bytes, exact_ids, paired, pct, rss_mb, unit  # noqa: E402
+from server_paired import _wait_for_index  # noqa: E402
 
 K = 10
 BATCH = 32
@@ -76,18 +77,6 @@ class Precomputed(Embeddings):
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return [self.embed_query(t) for t in texts]
-
-
-def _wait_for_index(client: Any, collection: str, field: str, timeout: float = 1800) -> None:
-    """A server builds indexes in the background: wait until every row is indexed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        info = client.describe_index(collection, index_name=field)
-        if info.get("state") == "Finished" and info.get("indexed_rows") == info.get("total_rows"):
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"index on {collection}.{field} not built in {timeout} s: {info}")
-        time.sleep(1)
 
 
 def _index_info(client: Any, collection: str) -> dict[str, Any]:
