@@ -455,11 +455,11 @@ def created_by_another(client: Any, name: str, exc: Exception, wait_s: float = 1
     return True
 
 
-_LITE_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_LITE_WRITE_LOCKS: dict[tuple[str, str], threading.Lock] = {}
 _LITE_WRITE_LOCKS_GUARD = threading.Lock()
 
 
-def lite_writes(lite: bool, name: str) -> contextlib.AbstractContextManager:
+def lite_writes(lite: bool, name: str, uri: str) -> contextlib.AbstractContextManager:
     """Serialise this process's writes to a Milvus Lite collection.
 
     Milvus Lite 3.2 freezes its memtable outside its own lock when it flushes (on
@@ -467,12 +467,15 @@ def lite_writes(lite: bool, name: str) -> contextlib.AbstractContextManager:
     writing at once can commit the flushes out of order and one of them fails with
     "current_seq is monotonic; tried to set 300 < 350" although its rows were written.
     Servers need no lock. Only one process may open a Lite file, so a process-wide
-    lock per collection name is enough.
+    lock per collection of a file is enough: the key is the file's resolved path
+    (``uri``, the connection's) and the collection name, so collections of the same
+    name in two Lite files do not wait on each other.
     """
     if not lite:
         return contextlib.nullcontext()
+    key = (os.path.realpath(uri), name)
     with _LITE_WRITE_LOCKS_GUARD:
-        return _LITE_WRITE_LOCKS.setdefault(name, threading.Lock())
+        return _LITE_WRITE_LOCKS.setdefault(key, threading.Lock())
 
 
 def client_is_lite(client: Any) -> bool:

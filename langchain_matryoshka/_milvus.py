@@ -342,8 +342,8 @@ class MilvusCollection(ConditionReads, TextSearch):
         # Milvus 2.3.5 ignores the partition key on upsert (measured: a tenant's count
         # found 42 of its 300 rows); with a partition key, stored rows of these ids are
         # deleted and the rows inserted.
-        with lite_writes(self.lite, self.name), self._call("upsert", timeout=timeout), \
-                self.session.writing():
+        with lite_writes(self.lite, self.name, self.connection.uri), \
+                self._call("upsert", timeout=timeout), self.session.writing():
             moved, stored = self._check_keys(rows, layout, t) if layout.version >= 3 else ([], [])
             stale = stored if keyed else moved
             for start in range(0, len(stale), 1024):
@@ -425,7 +425,7 @@ class MilvusCollection(ConditionReads, TextSearch):
         brute force until they finish; reloading forces the build (measured: 60k rows,
         456 ms per search before, 37 ms after).
         """
-        with lite_writes(self.lite, self.name):
+        with lite_writes(self.lite, self.name, self.connection.uri):
             self.client.flush(self.name)
         self.client.release_collection(self.name)
         for attempt in range(20):
@@ -450,8 +450,8 @@ class MilvusCollection(ConditionReads, TextSearch):
     ) -> None:
         layout = self._require()
         t = call_timeout(timeout)
-        with lite_writes(self.lite, self.name), self._call("delete", expr, timeout), \
-                self.session.writing():
+        with lite_writes(self.lite, self.name, self.connection.uri), \
+                self._call("delete", expr, timeout), self.session.writing():
             if ids is not None:
                 if ids:
                     # pymilvus' ids= quotes string keys without escaping them: an id holding
