@@ -12,13 +12,12 @@ methods run them on a worker thread. Why the layout is what it is, measured:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ._candidates import Candidates, hits_to_candidates  # noqa: F401
 from ._connection import (  # noqa: F401 - the adapter's public names
     CONSISTENCY_LEVELS,
     DEFAULT_CALL_TIMEOUT,
@@ -36,6 +35,7 @@ from ._connection import (  # noqa: F401 - the adapter's public names
 )
 from ._consistency import Session
 from ._expressions import combine_exprs, filter_to_expr, ids_to_expr, quote  # noqa: F401
+from ._index_upkeep import IndexUpkeep, _partial_index
 from ._indexes import (  # noqa: F401 - the adapter's public names
     DEFAULT_INDEX_PARAMS,
     DEFAULT_INDEX_TYPE,
@@ -94,47 +94,6 @@ from .errors import ConfigurationError, InvalidInputError, SchemaError
 #: largest a Milvus query may return is 16,384 rows (about 50 MB of float32 at 768 dims).
 SCAN_BATCH = 16384
 
-# ---------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class Candidates:
-    """Head-search hits of a batch of queries, padded to a rectangle."""
-
-    ids: list[list[str]]
-    texts: list[list[str]] | None
-    """Texts of each hit; None when the search did not bring them back."""
-    metadatas: list[list[dict[str, Any]]] | None
-    vectors: np.ndarray
-    """``[n_queries, n_candidates, dim]`` full embeddings (zeros past ``n_valid``)."""
-    n_valid: np.ndarray
-    """``[n_queries]`` hits returned for each query."""
-
-
-def _hit_id(hit: Mapping[str, Any], layout: Layout) -> str:
-    return str(hit["entity"][FIELD_ID] if layout.version >= 3 else hit["id"])
-
-
-def hits_to_candidates(hits: Sequence[Sequence[Mapping[str, Any]]], layout: Layout) -> Candidates:
-    """Turn a Milvus search result into padded numpy candidates (one decode for all).
-
-    A hit repeating an earlier hit's id is dropped (see :func:`_distinct`).
-    """
-    hits = [_distinct(query_hits, "id") for query_hits in hits]
-    n_valid = np.array([len(h) for h in hits], dtype=np.int64)
-    width = int(n_valid.max()) if len(hits) else 0
-    vectors = np.zeros((len(hits), width, layout.dim), dtype=np.float32)
-    flat = decode_full([h["entity"][FIELD_FULL] for query_hits in hits for h in query_hits], layout)
-    vectors[np.arange(width) < n_valid[:, None]] = flat
-    ids = [[_hit_id(h, layout) for h in query_hits] for query_hits in hits]
-    first = next((query_hits[0] for query_hits in hits if query_hits), None)
-    if first is None or FIELD_TEXT not in first["entity"]:
-        return Candidates(ids, None, None, vectors, n_valid)
-    texts = [[h["entity"][FIELD_TEXT] for h in query_hits] for query_hits in hits]
-    metas = [[layout.metadata_of(h["entity"]) for h in query_hits] for query_hits in hits]
-    return Candidates(ids, texts, metas, vectors, n_valid)
-
-
 def _partition_kwargs(partitions: Sequence[str] | None) -> dict[str, Any]:
     return {} if partitions is None else {"partition_names": list(partitions)}
 
@@ -142,7 +101,7 @@ def _partition_kwargs(partitions: Sequence[str] | None) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- collection
 
 
-class MilvusCollection(ConditionReads, TextSearch):
+class MilvusCollection(IndexUpkeep, ConditionReads, TextSearch):
     """One collection of the store's layout; every Milvus call goes through here.
 
     :attr:`layout` is the collection's, known once it was opened or created.
@@ -207,45 +166,6 @@ class MilvusCollection(ConditionReads, TextSearch):
         self.layout = layout
         if layout.tenancy is not None and layout.tenancy.mode == TENANCY_PARTITIONS:
             self._partitions = set(self.client.list_partitions(self.name))
-
-    def _rebuild_index(self) -> None:
-        """Drop and rebuild the head index, then load: recovers a Lite file whose index.
-
-        Milvus Lite writes index files in place (no temporary file and rename): a process
-        killed while it builds one in the background leaves it truncated, and every later
-        load fails with a faiss "read error in ....idx". The rows themselves are intact;
-        the index is derived from them, so dropping and rebuilding it loses nothing.
-        (Milvus Lite's drop_index drops every index of the collection: all are rebuilt.)
-        """
-        self.client.release_collection(self.name)
-        self.client.drop_index(self.name, FIELD_HEAD)
-        layout = read_layout(self.client.describe_collection(self.name), self.name)
-        create_index(self.client, self.name, FIELD_HEAD, self._index_params(layout))
-        self.client.load_collection(self.name)
-
-    def _has_head_index(self) -> bool:
-        return has_index(self.client, self.name, FIELD_HEAD)
-
-    def _create_head_index(self) -> None:
-        create_index(
-            self.client,
-            self.name,
-            FIELD_HEAD,
-            index_params_for(self.client, self.lite, self.index_type, self.index_params),
-        )
-
-    def _index_params(self, layout: Layout) -> Any:
-        """The head index, the BM25 index and the declared columns' scalar indexes."""
-        index_params = index_params_for(self.client, self.lite, self.index_type, self.index_params)
-        if layout.full_text is not None:
-            index_params.add_index(
-                field_name=FIELD_SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25"
-            )
-        for f in layout.fields:
-            kind = self.backend.scalar_index(f.kind)
-            if kind is not None:
-                index_params.add_index(field_name=f.name, index_type=kind)
-        return index_params
 
     def properties(self) -> dict[str, str]:
         """The collection's properties (the ``matryoshka.*`` keys this package sets)."""
@@ -418,29 +338,6 @@ class MilvusCollection(ConditionReads, TextSearch):
                 stored.append(row[FIELD_PK])
         return moved, stored
 
-    def build_index(self) -> None:
-        """Flush, then release and reload so the head index covers every row now.
-
-        Milvus Lite builds indexes in the background after a flush and searches by
-        brute force until they finish; reloading forces the build (measured: 60k rows,
-        456 ms per search before, 37 ms after).
-        """
-        with lite_writes(self.lite, self.name, self.connection.uri):
-            self.client.flush(self.name)
-        self.client.release_collection(self.name)
-        for attempt in range(20):
-            try:
-                self.client.load_collection(self.name)
-                return
-            except Exception as exc:
-                # Milvus Lite writes index files in the background after a flush, in
-                # place: a load meanwhile reads a partial file ("read error in
-                # ....idx", "File is too small"). Wait for the writer, then rebuild.
-                if not (self.lite and _partial_index(exc)):
-                    raise
-                time.sleep(min(0.05 * 2**attempt, 1.0))
-        self._rebuild_index()
-
     def delete(
         self,
         ids: Sequence[str] | None = None,
@@ -609,11 +506,6 @@ class MilvusCollection(ConditionReads, TextSearch):
                 ids.extend(str(r[FIELD_ID]) for r in batch)
         finally:
             iterator.close()
-
-
-def _partial_index(exc: Exception) -> bool:
-    """A Milvus Lite load that met an index file still (or never fully) written."""
-    return ".idx" in str(exc) or "File is too small" in str(exc)
 
 
 def _collision(first: str, second: str) -> InvalidInputError:
