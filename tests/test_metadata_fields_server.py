@@ -7,18 +7,16 @@ declared key must be in every document) and builds Trie / STL_SORT scalar indexe
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
-from langchain_matryoshka import MatryoshkaMilvus, _milvus
+from langchain_matryoshka import MatryoshkaMilvus
 from langchain_matryoshka._filtered import EXACT_ROWS
 from langchain_matryoshka.errors import InvalidInputError
 
 from .conftest import TableEmbeddings, matryoshka_like
-from .server_fixtures import _drop
 
 pytestmark = pytest.mark.server
 
@@ -60,13 +58,11 @@ def _store(uri: str, name: str, data) -> MatryoshkaMilvus:
 
 
 @pytest.fixture(scope="module")
-def shared(milvus_server, data) -> Iterator[MatryoshkaMilvus]:
+def shared(milvus_server, module_server_collections, data) -> Iterator[MatryoshkaMilvus]:
     """One store for the tests that only read it (built once: a server write is slow)."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    s = _store(milvus_server.uri, name, data)
+    s = _store(milvus_server.uri, module_server_collections(), data)
     yield s
     s.close()
-    _drop(milvus_server.uri, [name, name + _milvus.META_SUFFIX])
 
 
 @pytest.fixture
