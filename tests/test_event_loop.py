@@ -44,6 +44,7 @@ class Threads:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.seen: list[tuple[str, int]] = []
         self._mp = monkeypatch
+        self._watched: list[Any] = []  # stores may share one client: it is wrapped once
 
     def watch(self, obj: Any, names: list[str] | tuple[str, ...], label: str) -> None:
         for name in names:
@@ -60,7 +61,8 @@ class Threads:
         client = store._connection.client  # the real pymilvus MilvusClient
         methods = [n for n, _ in inspect.getmembers(type(client), inspect.isfunction)
                    if not n.startswith("_")]
-        if not any(label.startswith("milvus.") for label, _ in self.seen):
+        if not any(client is seen for seen in self._watched):
+            self._watched.append(client)
             self.watch(client, methods, "milvus")
         self.watch(store._engine, ENGINE_STEPS, "engine")
 
