@@ -133,7 +133,7 @@ def hits_to_candidates(hits: Sequence[Sequence[Mapping[str, Any]]], layout: Layo
         else:  # the id is the primary key, a hit's own key
             qids = [str(h[FIELD_ID]) for h in query_hits]
         if len(set(qids)) != len(qids):  # keep the first of each id
-            first = {}
+            first: dict[str, int] = {}
             for i, doc_id in enumerate(qids):
                 first.setdefault(doc_id, i)
             keep = sorted(first.values())
