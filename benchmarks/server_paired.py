@@ -61,7 +61,10 @@ def _wait_for_index(client: Any, collection: str, field: str, timeout: float = 1
     deadline = time.monotonic() + timeout
     while True:
         info = client.describe_index(collection, index_name=field)
-        if info.get("state") == "Finished" and info.get("indexed_rows") == info.get("total_rows"):
+        # indexed_rows counts rows an upsert replaced too, so it may exceed total_rows
+        if info.get("state") == "Finished" and info.get("indexed_rows", 0) >= info.get(
+            "total_rows", 1
+        ):
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"index on {collection}.{field} not built in {timeout} s: {info}")

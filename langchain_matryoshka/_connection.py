@@ -57,6 +57,16 @@ GRPC_OPTIONS = {
     "grpc.initial_reconnect_backoff_ms": 200,
     "grpc.max_reconnect_backoff_ms": 1000,
 }
+#: gRPC channel options for Milvus Lite (a user's ``connection_args["grpc_options"]`` win).
+#: pymilvus pings every 10 s, even between calls; Milvus Lite's in-process gRPC server
+#: keeps gRPC's default ping policy (at most one ping per 5 minutes without data) and, after
+#: about 30 s idle or inside a long call (an index build), answers with GOAWAY
+#: "too_many_pings", which gRPC's C core prints to stderr (measured: a client idle for 70 s
+#: printed it; with these options, nothing). A server in this process needs no keepalive.
+LITE_GRPC_OPTIONS = {
+    "grpc.keepalive_time_ms": 2**31 - 1,  # INT_MAX: keepalive pings off
+    "grpc.keepalive_permit_without_calls": False,
+}
 #: Read consistency levels a store may use (pymilvus' names).
 CONSISTENCY_LEVELS = ("Strong", "Session", "Bounded", "Eventually")
 
@@ -193,8 +203,8 @@ class Connection:
             _quiet_lite_logs()  # before the first open: a locked file logs a traceback
         limits = _limits(args)
         retry = _retry_policy(args)
-        if not lite:
-            args["grpc_options"] = {**GRPC_OPTIONS, **dict(args.get("grpc_options") or {})}
+        own = LITE_GRPC_OPTIONS if lite else GRPC_OPTIONS
+        args["grpc_options"] = {**own, **dict(args.get("grpc_options") or {})}
         try:
             with _quiet():
                 client = MilvusClient(uri=uri, **args)

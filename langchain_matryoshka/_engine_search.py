@@ -180,16 +180,15 @@ class SearchMethods:
             for row_idx, row_scores in zip(ranked.indices, ranked.scores)
         ]
         clock.lap("rerank")
-        if cands.texts is None:
+        if cands.entities is None:
             tenants = self._tenants(planned)
             docs = self._fetch_documents(cands.ids, picked, tenants, timeout)
             if any(docs[qi].get(j) is None for qi, row in enumerate(picked) for j, _ in row):
                 picked = self._refill(q, cands, plan, picked, docs, tenants, timeout)
             clock.lap("fetch_documents")
         else:
-            assert cands.metadatas is not None  # brought back with the texts
             docs = [
-                {j: (cands.texts[qi][j], cands.metadatas[qi][j]) for j, _ in row}
+                {j: cands.document(qi, j, layout) for j, _ in row}
                 for qi, row in enumerate(picked)
             ]
         results = []

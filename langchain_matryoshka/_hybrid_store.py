@@ -20,7 +20,7 @@ from .errors import ConfigurationError
 from .rotation import rotate
 
 if TYPE_CHECKING:
-    from ._engine import Engine
+    from ._engine import Engine, Planned
 
 #: Search types of ``store.search(query, search_type)`` and of the retriever.
 SEARCH_TYPES = (
@@ -36,7 +36,7 @@ class HybridStoreMethods:
     if TYPE_CHECKING:
         def _embed(self, queries: Sequence[str]) -> list[list[float]]: ...
         async def _aembed(self, queries: Sequence[str]) -> list[list[float]]: ...
-        def _mmr_plan(self, *args: Any) -> Any: ...
+        def _mmr_check(self, k: int, fetch_k: int, lambda_mult: float) -> None: ...
 
     # ------------------------------------------------------------------ full text
 
@@ -115,12 +115,29 @@ class HybridStoreMethods:
         The fusion picks the pool (keyword matches included), then MMR picks ``k`` of
         it by cosine relevance to the query embedding and diversity (``lambda_mult``).
         """
-        self._mmr_plan(k, fetch_k, lambda_mult, {})  # k, fetch_k, lambda_mult
-        check_queries([query])
-        planned, hp = _hybrid.plan_hybrid(self._engine, fetch_k, kwargs)
+        planned, hp = self._hybrid_mmr_plan(query, k, fetch_k, lambda_mult, kwargs)
         if planned is None:
             return []
-        vector = np.asarray(self._embed([query]))
+        return self._hybrid_mmr(np.asarray(self._embed([query])), query, planned, hp, k,
+                                lambda_mult)
+
+    def _hybrid_mmr_plan(
+        self, query: str, k: int, fetch_k: int, lambda_mult: float, kwargs: dict[str, Any]
+    ) -> tuple[Planned | None, _hybrid.HybridPlan]:
+        self._mmr_check(k, fetch_k, lambda_mult)
+        check_queries([query])
+        return _hybrid.plan_hybrid(self._engine, fetch_k, kwargs)
+
+    def _hybrid_mmr(
+        self,
+        vector: np.ndarray,
+        query: str,
+        planned: Planned,
+        hp: _hybrid.HybridPlan,
+        k: int,
+        lambda_mult: float,
+    ) -> list[Document]:
+        """The fused top ``fetch_k`` (Milvus calls), then MMR's ``k`` of it."""
         hits = _hybrid.hybrid_search(self._engine, vector, [query], planned, hp)[0]
         return mmr_documents(rotate(vector[0], self._engine.basis), hits, k, lambda_mult)
 
@@ -200,17 +217,12 @@ class HybridStoreMethods:
         lambda_mult: float = 0.5,
         **kwargs: Any,
     ) -> list[Document]:
-        self._mmr_plan(k, fetch_k, lambda_mult, {})
-        check_queries([query])
         planned, hp = await asyncio.to_thread(
-            _hybrid.plan_hybrid, self._engine, fetch_k, kwargs
+            self._hybrid_mmr_plan, query, k, fetch_k, lambda_mult, kwargs
         )
         if planned is None:
             return []
         vector = np.asarray(await self._aembed([query]))
-        hits = (
-            await asyncio.to_thread(
-                _hybrid.hybrid_search, self._engine, vector, [query], planned, hp
-            )
-        )[0]
-        return mmr_documents(rotate(vector[0], self._engine.basis), hits, k, lambda_mult)
+        return await asyncio.to_thread(
+            self._hybrid_mmr, vector, query, planned, hp, k, lambda_mult
+        )

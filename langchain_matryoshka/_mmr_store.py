@@ -62,6 +62,12 @@ class MMRMethods:
     def _mmr_plan(
         self, k: int, fetch_k: int, lambda_mult: float, options: Mapping[str, Any]
     ) -> Planned | None:
+        self._mmr_check(k, fetch_k, lambda_mult)
+        return self._engine.plan(fetch_k, options)
+
+    @staticmethod
+    def _mmr_check(k: int, fetch_k: int, lambda_mult: float) -> None:
+        """Validate MMR's k, fetch_k and lambda_mult (no Milvus call)."""
         make_plan(dim=2, search_dim=1, k=k)  # validates k
         if isinstance(fetch_k, bool) or not isinstance(fetch_k, int) or fetch_k < k:
             raise ConfigurationError(
@@ -72,4 +78,3 @@ class MMRMethods:
                 f"lambda_mult={lambda_mult!r} must be in [0, 1] (1: relevance only, "
                 "0: diversity only); pass e.g. 0.5"
             )
-        return self._engine.plan(fetch_k, options)

@@ -46,8 +46,7 @@ def lite_uri(tmp_path) -> str:
     return str(tmp_path / "milvus.db")
 
 
-@pytest.fixture
-def corpus() -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+def corpus_data() -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
     """200 documents and 25 queries with 32-dim Matryoshka-like embeddings."""
     docs = matryoshka_like(200, 32, seed=1)
     queries = matryoshka_like(25, 32, seed=2)
@@ -59,10 +58,21 @@ def corpus() -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
     )
 
 
-@pytest.fixture
-def table(corpus) -> TableEmbeddings:
+def table_of(corpus) -> TableEmbeddings:
+    """The embeddings of a corpus' documents and queries."""
     texts, docs, qtexts, queries = corpus
     return TableEmbeddings({**dict(zip(texts, docs)), **dict(zip(qtexts, queries))})
+
+
+@pytest.fixture
+def corpus() -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    """200 documents and 25 queries with 32-dim Matryoshka-like embeddings."""
+    return corpus_data()
+
+
+@pytest.fixture
+def table(corpus) -> TableEmbeddings:
+    return table_of(corpus)
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 ``milvus_server`` (session): one Embedded Milvus 2.3 server for the whole run, in a
 private network namespace, reached at ``http://127.0.0.1:<free port>`` (see
 tests/server.py). ``server_uri``: its uri. ``server_collection``: a fresh collection
-name, dropped (with its ``_mrl_meta`` companion) after the test. ``restartable_server``
+name, dropped (with its ``_mrl_meta`` companion) after the test (``module_server_collections``:
+names for a module's shared stores, dropped after the module). ``restartable_server``
 (module): a server of the module's own, for tests that kill and restart it.
 
 Environment:
@@ -92,9 +93,7 @@ def server_uri(milvus_server: ServerInfo) -> str:
     return milvus_server.uri
 
 
-@pytest.fixture
-def server_collections(milvus_server: ServerInfo) -> Iterator[Callable[[], str]]:
-    """A factory of collection names no other test uses; all dropped afterwards."""
+def _collections(uri: str) -> Iterator[Callable[[], str]]:
     names: list[str] = []
 
     def make() -> str:
@@ -103,7 +102,19 @@ def server_collections(milvus_server: ServerInfo) -> Iterator[Callable[[], str]]
 
     yield make
     suffix = getattr(_milvus, "META_SUFFIX", "_mrl_meta")
-    _drop(milvus_server.uri, [n + s for n in names for s in ("", suffix)])
+    _drop(uri, [n + s for n in names for s in ("", suffix)])
+
+
+@pytest.fixture
+def server_collections(milvus_server: ServerInfo) -> Iterator[Callable[[], str]]:
+    """A factory of collection names no other test uses; all dropped afterwards."""
+    yield from _collections(milvus_server.uri)
+
+
+@pytest.fixture(scope="module")
+def module_server_collections(milvus_server: ServerInfo) -> Iterator[Callable[[], str]]:
+    """The same for a module's shared stores: dropped after the module's last test."""
+    yield from _collections(milvus_server.uri)
 
 
 @pytest.fixture

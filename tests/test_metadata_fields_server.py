@@ -7,6 +7,8 @@ declared key must be in every document) and builds Trie / STL_SORT scalar indexe
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 
@@ -40,19 +42,33 @@ def data():
     return texts, docs, qtexts, queries, table
 
 
-@pytest.fixture
-def store(server_uri, server_collection, data):
+def _store(uri: str, name: str, data) -> MatryoshkaMilvus:
     texts, _, _, _, table = data
     s = MatryoshkaMilvus(
         table,
-        collection_name=server_collection,
-        connection_args={"uri": server_uri},
+        collection_name=name,
+        connection_args={"uri": uri},
         search_dim=8,
         metadata_fields=FIELDS,
         partition_key="tenant",
         num_partitions=8,
     )
     s.add_texts(texts, [_meta(i) for i in range(N)], ids=[f"id{i}" for i in range(N)])
+    return s
+
+
+@pytest.fixture(scope="module")
+def shared(milvus_server, module_server_collections, data) -> Iterator[MatryoshkaMilvus]:
+    """One store for the tests that only read it (built once: a server write is slow)."""
+    s = _store(milvus_server.uri, module_server_collections(), data)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def store(server_uri, server_collection, data) -> Iterator[MatryoshkaMilvus]:
+    """A store of the test's own, for the tests that write or delete."""
+    s = _store(server_uri, server_collection, data)
     yield s
     s.close()
 
@@ -65,12 +81,12 @@ def _reference(docs, query, keep) -> list[str]:
     return [f"id{rows[j]}" for j in np.argsort(-sims, kind="stable")[:K]]
 
 
-def test_partition_key_and_scalar_indexes_are_the_servers_own(store) -> None:
-    client = store.engine.collection.client
-    desc = client.describe_collection(store.engine.collection.name)
+def test_partition_key_and_scalar_indexes_are_the_servers_own(shared) -> None:
+    client = shared.engine.collection.client
+    desc = client.describe_collection(shared.engine.collection.name)
     tenant = next(f for f in desc["fields"] if f["name"] == "tenant")
     assert tenant.get("is_partition_key") is True
-    name = store.engine.collection.name
+    name = shared.engine.collection.name
     kinds = {
         (d := client.describe_index(name, i))["field_name"]: d["index_type"]
         for i in client.list_indexes(name)
@@ -87,26 +103,26 @@ def test_partition_key_and_scalar_indexes_are_the_servers_own(store) -> None:
     ],
 )
 def test_filtered_search_on_the_server_equals_exact_filtered_search(
-    store, data, filter_, keep
+    shared, data, filter_, keep
 ) -> None:
     _, docs, qtexts, queries, _ = data
     for qtext, query in zip(qtexts, queries):
-        got = [d.id for d in store.similarity_search(qtext, k=K, filter=filter_)]
+        got = [d.id for d in shared.similarity_search(qtext, k=K, filter=filter_)]
         assert got == _reference(docs, query, keep)
-        assert all(keep(d.metadata) for d in store.similarity_search(qtext, k=K, filter=filter_))
+        assert all(keep(d.metadata) for d in shared.similarity_search(qtext, k=K, filter=filter_))
 
 
-def test_the_head_search_route_on_the_server(store, data) -> None:
+def test_the_head_search_route_on_the_server(shared, data) -> None:
     _, docs, qtexts, queries, _ = data
-    store.engine.exact_rows = 50  # 150 rows match: the head search with a larger ef
+    shared.engine.exact_rows = 50  # 150 rows match: the head search with a larger ef
     try:
         recalls = []
         for qtext, query in zip(qtexts, queries):
-            got = [d.id for d in store.similarity_search(qtext, k=K, filter={"sel10": 4})]
+            got = [d.id for d in shared.similarity_search(qtext, k=K, filter={"sel10": 4})]
             assert len(got) == K
             recalls.append(len(set(got) & set(_reference(docs, query, lambda m: m["sel10"] == 4))))
     finally:
-        store.engine.exact_rows = EXACT_ROWS
+        shared.engine.exact_rows = EXACT_ROWS
     assert np.mean(recalls) / K >= 0.99
 
 
@@ -152,10 +168,10 @@ def test_a_missing_declared_key_is_refused_on_a_server_without_nulls(store, data
     ],
 )
 def test_conditions_on_a_key_some_documents_lack_are_three_valued_on_the_server(
-    store, op, value, keep
+    shared, op, value, keep
 ) -> None:
-    cond = store.engine.expressions.compare("j", op, value)
+    cond = shared.engine.expressions.compare("j", op, value)
     # alone and inside a conjunction (Milvus 2.3 reads "exists a and b" as exists(a and b))
-    assert store.count(expr=cond) == sum(keep(_meta(i)) for i in range(N))
+    assert shared.count(expr=cond) == sum(keep(_meta(i)) for i in range(N))
     both = f"{cond} and sel10 == 1"
-    assert store.count(expr=both) == sum(keep(_meta(i)) and i % 10 == 1 for i in range(N))
+    assert shared.count(expr=both) == sum(keep(_meta(i)) and i % 10 == 1 for i in range(N))

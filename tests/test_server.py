@@ -26,6 +26,7 @@ from langchain_matryoshka import (
 )
 from langchain_matryoshka._milvus import FLOAT16_COSINE_ERROR
 
+from .conftest import corpus_data, table_of
 from .test_standard import FunnelRetrieverSuite
 
 pytestmark = pytest.mark.server
@@ -103,14 +104,13 @@ class TestServerRetrieverStandard(FunnelRetrieverSuite):
 # ---------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-def server_store(server_uri, server_collection, table, corpus) -> Iterator[MatryoshkaMilvus]:
+def _server_store(uri: str, name: str, table, corpus) -> MatryoshkaMilvus:
     """The conftest corpus (200 docs, 32 dims, head 8) in a server collection."""
     texts, _, _, _ = corpus
     store = MatryoshkaMilvus(
         table,
-        collection_name=server_collection,
-        connection_args={"uri": server_uri},
+        collection_name=name,
+        connection_args={"uri": uri},
         search_dim=8,
     )
     store.add_texts(
@@ -118,6 +118,22 @@ def server_store(server_uri, server_collection, table, corpus) -> Iterator[Matry
         metadatas=[{"i": i, "parity": "even" if i % 2 == 0 else "odd"} for i in range(len(texts))],
         ids=[f"id{i}" for i in range(len(texts))],
     )
+    return store
+
+
+@pytest.fixture
+def server_store(server_uri, server_collection, table, corpus) -> Iterator[MatryoshkaMilvus]:
+    """A store of the test's own, for the tests that write, calibrate or release it."""
+    store = _server_store(server_uri, server_collection, table, corpus)
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def shared_store(milvus_server, module_server_collections) -> Iterator[MatryoshkaMilvus]:
+    """The same corpus in one store for the tests that only read it (built once)."""
+    corpus = corpus_data()
+    store = _server_store(milvus_server.uri, module_server_collections(), table_of(corpus), corpus)
     yield store
     store.close()
 
@@ -131,10 +147,10 @@ def _exact_top(docs: np.ndarray, query: np.ndarray, k: int) -> list[int]:
 # ---------------------------------------------------------------------------- search
 
 
-def test_funnel_on_server_matches_exact_search(server_store, corpus) -> None:
+def test_funnel_on_server_matches_exact_search(shared_store, corpus) -> None:
     _, docs, qtexts, queries = corpus
     for qtext, query in zip(qtexts[:5], queries[:5]):
-        hits = server_store.similarity_search_with_score(qtext, k=10, candidates=len(docs))
+        hits = shared_store.similarity_search_with_score(qtext, k=10, candidates=len(docs))
         assert [d.id for d, _ in hits] == [f"id{i}" for i in _exact_top(docs, query, 10)]
         top = docs[int(hits[0][0].id[2:])]
         cos = float(top @ query / (np.linalg.norm(top) * np.linalg.norm(query)))
@@ -153,28 +169,28 @@ def test_exact_scan_and_calibration_on_a_server(server_store, corpus) -> None:
     assert server_store.funnel_defaults["candidates"] == result.candidates
 
 
-def test_documents_after_the_rerank_on_a_server(server_store, server_uri, corpus) -> None:
+def test_documents_after_the_rerank_on_a_server(shared_store, server_uri, corpus) -> None:
     _, _, qtexts, _ = corpus
-    assert not server_store._engine.fetch_after_rerank  # "auto": one read on servers
+    assert not shared_store._engine.fetch_after_rerank  # "auto": one read on servers
     lazy = MatryoshkaMilvus(
-        server_store.embeddings,
-        collection_name=server_store.collection_name,
+        shared_store.embeddings,
+        collection_name=shared_store.collection_name,
         connection_args={"uri": server_uri},
         fetch_documents="after_rerank",
     )
     for kwargs in ({}, {"filter": {"parity": "even"}}):
         assert lazy.search_batch_with_score(qtexts[:6], k=5, **kwargs) == (
-            server_store.search_batch_with_score(qtexts[:6], k=5, **kwargs)
+            shared_store.search_batch_with_score(qtexts[:6], k=5, **kwargs)
         )
     lazy.close()
 
 
-def test_many_candidates_and_batches(server_store, corpus) -> None:
+def test_many_candidates_and_batches(shared_store, corpus) -> None:
     """ef >= limit on HNSW: 256 candidates (more than the rows) and a batch of queries."""
     _, docs, qtexts, _ = corpus
-    results = server_store.search_batch_with_score(qtexts[:8], k=5, candidates=256)
+    results = shared_store.search_batch_with_score(qtexts[:8], k=5, candidates=256)
     assert [len(r) for r in results] == [5] * 8
-    assert len(server_store.similarity_search(qtexts[0], k=len(docs), candidates=256)) == len(docs)
+    assert len(shared_store.similarity_search(qtexts[0], k=len(docs), candidates=256)) == len(docs)
 
 
 def test_reopen_from_a_second_client(server_store, server_uri, server_collection, table, corpus):
@@ -230,12 +246,13 @@ def test_released_collection_is_loaded_when_opened(
 # ---------------------------------------------------------------------------- filters
 
 
-@pytest.fixture
-def tricky_store(server_uri, server_collection) -> Iterator[MatryoshkaMilvus]:
+@pytest.fixture(scope="module")
+def tricky_store(milvus_server, module_server_collections) -> Iterator[MatryoshkaMilvus]:
+    """Values with quotes and backslashes, for the tests that only search them."""
     store = MatryoshkaMilvus(
         DeterministicFakeEmbedding(size=16),
-        collection_name=server_collection,
-        connection_args={"uri": server_uri},
+        collection_name=module_server_collections(),
+        connection_args={"uri": milvus_server.uri},
         search_dim=4,
     )
     store.add_texts(
@@ -266,14 +283,14 @@ def test_expr_with_quoted_literals(tricky_store) -> None:
     assert tricky_store.similarity_search("text 1", k=n, filter={"src": '" or "" == "'}) == []
 
 
-def test_expr_and_filter_together(server_store, corpus) -> None:
+def test_expr_and_filter_together(shared_store, corpus) -> None:
     _, _, qtexts, _ = corpus
-    hits = server_store.similarity_search(
+    hits = shared_store.similarity_search(
         qtexts[0], k=200, expr='metadata["i"] >= 100', filter={"parity": "even"}
     )
     assert {d.metadata["i"] for d in hits} == set(range(100, 200, 2))
     # `in` on a JSON path works on servers (Milvus Lite refuses it)
-    hits = server_store.similarity_search(qtexts[0], k=10, expr='metadata["i"] in [1, 2, 3]')
+    hits = shared_store.similarity_search(qtexts[0], k=10, expr='metadata["i"] in [1, 2, 3]')
     assert sorted(d.id for d in hits) == ["id1", "id2", "id3"]
 
 
@@ -305,11 +322,11 @@ def test_upsert_replaces_rows(server_store, server_uri, server_collection) -> No
     assert [d.page_content for d in hits] == ["doc 6", "doc 6"]
 
 
-def test_adapter_query_and_count(server_store, server_uri, server_collection) -> None:
+def test_adapter_query_and_count(shared_store, server_uri) -> None:
     """An empty filter needs a limit on servers: the adapter's query() handles it."""
     client = _client(server_uri)
     try:
-        coll = _milvus.MilvusCollection(client, server_collection, lite=False)
+        coll = _milvus.MilvusCollection(client, shared_store.collection_name, lite=False)
         assert coll.count() == 200
         assert len(coll.query("")) == 200
         assert len(coll.query("", limit=7)) == 7

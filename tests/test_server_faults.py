@@ -246,10 +246,10 @@ class _Counting(DeterministicFakeEmbedding):
 def test_server_killed_mid_ingestion_and_the_rerun_holds_every_row_once(
     restartable_server,
 ) -> None:
-    """A bulk ingestion through the store (add_texts of 500 per call) loses its server
+    """A bulk ingestion through the store (12 add_texts calls of 250) loses its server
     mid-way; the server comes back; the same ingestion run again ends with every row
     exactly once, and the index serves."""
-    server, n, batch = restartable_server, 6000, 500
+    server, n, batch = restartable_server, 3000, 250
     embedding = _Counting(size=16)
     store = MatryoshkaMilvus(
         embedding,
