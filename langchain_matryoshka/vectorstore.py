@@ -13,22 +13,24 @@ from langchain_core.vectorstores import VectorStore
 from . import _milvus
 from ._async_store import AsyncStoreMethods
 from ._conventions import CALL_KEYWORDS, check_timeout, write_options
-from ._engine import Engine, Planned, mmr_documents, pairs
+from ._engine import Engine, pairs
 from ._hybrid_store import HybridStoreMethods
 from ._layout import declare
 from ._metadata_reads import MetadataReads
+from ._mmr_store import MMRMethods
+from ._store_tools import StoreTools
 from ._validation import check_queries, prepare_texts, reject_unknown
 from .errors import ConfigurationError, InvalidInputError
-from .funnel import make_plan
-from .rotation import DEFAULT_SAMPLE, rotate
+from .rotation import DEFAULT_SAMPLE
 
 if TYPE_CHECKING:
-    from .calibration import CalibrationResult
     from .retriever import FunnelRetriever
     from .self_query import MatryoshkaTranslator
 
 
-class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, HybridStoreMethods, VectorStore):
+class MatryoshkaMilvus(
+    MMRMethods, StoreTools, MetadataReads, AsyncStoreMethods, HybridStoreMethods, VectorStore
+):
     """Milvus vector store that indexes a short head of Matryoshka embeddings.
 
     Milvus indexes only the first ``search_dim`` dims of each embedding (normalised);
@@ -485,59 +487,6 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, HybridStoreMethods, Vec
     ) -> list[Document]:
         return [d for d, _ in self.similarity_search_with_score_by_vector(embedding, k, **kwargs)]
 
-    def max_marginal_relevance_search_by_vector(
-        self,
-        embedding: list[float],
-        k: int = 4,
-        fetch_k: int = 20,
-        lambda_mult: float = 0.5,
-        **kwargs: Any,
-    ) -> list[Document]:
-        """MMR on full vectors over the funnel's top ``fetch_k``."""
-        planned = self._mmr_plan(k, fetch_k, lambda_mult, kwargs)
-        return self._mmr(embedding, planned, k, lambda_mult)
-
-    def _mmr(
-        self, embedding: list[float], planned: Planned | None, k: int, lambda_mult: float
-    ) -> list[Document]:
-        hits = self._engine.search(np.asarray([embedding]), planned)[0]
-        return mmr_documents(rotate(embedding, self._engine.basis), hits, k, lambda_mult)
-
-    def max_marginal_relevance_search(
-        self,
-        query: str,
-        k: int = 4,
-        fetch_k: int = 20,
-        lambda_mult: float = 0.5,
-        **kwargs: Any,
-    ) -> list[Document]:
-        """Diverse results: MMR on full vectors over the funnel's top ``fetch_k``."""
-        planned = self._mmr_plan(k, fetch_k, lambda_mult, kwargs)
-        if planned is None:
-            check_queries([query])
-            return []
-        return self._mmr(self._embed_queries([query])[0], planned, k, lambda_mult)
-
-    def _mmr_plan(
-        self, k: int, fetch_k: int, lambda_mult: float, options: Mapping[str, Any]
-    ) -> Planned | None:
-        self._mmr_check(k, fetch_k, lambda_mult)
-        return self._engine.plan(fetch_k, options)
-
-    @staticmethod
-    def _mmr_check(k: int, fetch_k: int, lambda_mult: float) -> None:
-        """Validate MMR's k, fetch_k and lambda_mult (no Milvus call)."""
-        make_plan(dim=2, search_dim=1, k=k)  # validates k
-        if isinstance(fetch_k, bool) or not isinstance(fetch_k, int) or fetch_k < k:
-            raise ConfigurationError(
-                f"fetch_k={fetch_k!r} must be an integer >= k={k}; pass e.g. fetch_k={4 * k}"
-            )
-        if not isinstance(lambda_mult, (int, float)) or not 0.0 <= lambda_mult <= 1.0:
-            raise ConfigurationError(
-                f"lambda_mult={lambda_mult!r} must be in [0, 1] (1: relevance only, "
-                "0: diversity only); pass e.g. 0.5"
-            )
-
     # ------------------------------------------------------------------ construction
 
     @classmethod
@@ -579,53 +528,6 @@ class MatryoshkaMilvus(MetadataReads, AsyncStoreMethods, HybridStoreMethods, Vec
         from .self_query import MatryoshkaTranslator
 
         return MatryoshkaTranslator(self)
-
-    def build_index(self) -> None:
-        """Flush and index every row now; call it once at the end of a bulk ingestion.
-
-        Until then Milvus searches unindexed rows by brute force (on Milvus Lite every
-        search pays for them).
-        """
-        self._engine.build_index()
-
-    def calibrate(self, queries: Sequence[str] | None = None, **kwargs: Any) -> CalibrationResult:
-        """Find and persist the cheapest funnel reaching a target recall@k.
-
-        ``queries``: held-out query texts (None: the recorded sample of real queries
-        if the store keeps one, else pseudo-queries made from the stored documents).
-        Keyword options: ``query_vectors``, ``k`` (10), ``target_recall`` (0.99),
-        ``confidence`` (0.95), ``use_recorded``, ``pseudo``, ``n_pseudo`` (1000),
-        ``candidate_grid``, ``prune_ratios``, ``scales``, ``measure_latency``,
-        ``persist`` (True), ``seed``, ``show_progress``. See
-        :func:`langchain_matryoshka.calibration.calibrate`.
-        """
-        from .calibration import calibrate
-
-        return calibrate(self._engine, self._embed_queries, queries, **kwargs)
-
-    def exact_search_with_score(
-        self,
-        query: str,
-        k: int = 4,
-        *,
-        expr: str | None = None,
-        filter: dict[str, Any] | None = None,  # noqa: A002 - LangChain's name
-        timeout: float | None = None,
-    ) -> list[tuple[str, float]]:
-        """Exact full-dimension cosine top ``k`` ids over the stored rows (slow; a reference).
-
-        Every row, or those matching ``expr`` and ``filter`` (as in the searches).
-        """
-        make_plan(dim=2, search_dim=1, k=k)
-        where = self._engine.where(expr, filter)
-        ids, scores = self._engine.exact(
-            self._embed_queries([query]),
-            k,
-            where=where,
-            partitions=self._engine.partitions_for(filter),
-            timeout=check_timeout(timeout),
-        )
-        return list(zip(ids[0], scores[0].tolist()))
 
     def close(self) -> None:
         """Write recorded queries still in memory; close the client if this store opened it."""

@@ -244,3 +244,40 @@ def test_racing_first_writes_with_rotation_agree_on_one_basis(lite_uri) -> None:
     rows = first.client.query(meta, filter="", output_fields=["count(*)"])
     assert rows[0]["count(*)"] == 24 + 1
     first.close()
+
+
+def test_lite_write_locks_are_per_file_and_collection(tmp_path, table, corpus) -> None:
+    """Two Lite files holding a collection of the same name get two locks (a write to one
+    does not wait for the other); the same file, however its path is spelt, gets one."""
+    from langchain_matryoshka._milvus import lite_writes
+
+    texts = corpus[0][:10]
+    (tmp_path / "sub").mkdir()
+    a = MatryoshkaMilvus(table, collection_name="docs", search_dim=8,
+                         connection_args={"uri": str(tmp_path / "a.db")})
+    b = MatryoshkaMilvus(table, collection_name="docs", search_dim=8,
+                         connection_args={"uri": str(tmp_path / "b.db")})
+    lock_a = lite_writes(True, "docs", a._connection.uri)
+    assert lock_a is not lite_writes(True, "docs", b._connection.uri)
+    assert lock_a is lite_writes(True, "docs", a._connection.uri)
+    assert lock_a is lite_writes(True, "docs", str(tmp_path / "sub" / ".." / "a.db"))
+    assert lock_a is not lite_writes(True, "other", a._connection.uri)
+
+    a.add_texts(texts[:5])  # both collections exist: what follows waits on locks only
+    b.add_texts(texts[:5])
+    with lock_a:  # a write to b runs while a's lock is held; a write to a waits for it
+        to_b = threading.Thread(target=b.add_texts, args=(texts[5:],))
+        to_a = threading.Thread(target=a.add_texts, args=(texts[5:],))
+        to_b.start()
+        to_a.start()
+        to_b.join(timeout=60)
+        assert not to_b.is_alive()
+        assert count(b) == 10
+        to_a.join(timeout=1)
+        assert to_a.is_alive()
+        assert count(a) == 5
+    to_a.join(timeout=60)
+    assert not to_a.is_alive()
+    assert count(a) == 10
+    a.close()
+    b.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+from typing import Any
 
 import numpy as np
 import pytest
@@ -358,3 +359,44 @@ def test_default_fusion_is_weighted_half_and_half(store) -> None:
         QUERY, k=5, fusion="weighted", weights=(0.5, 0.5), dense_k=10, full_text_k=10
     )
     assert all(0.0 <= s <= 1.0 for _, s in default)
+
+
+def test_full_text_and_hybrid_searches_validate_k_and_queries_once(store, monkeypatch) -> None:
+    """One check of ``k`` and one of each query per full-text or hybrid search (the
+    sibling of test_retriever_conventions' test for the dense routes); hybrid checks k,
+    and dense_k as the k of the funnel it runs (as MMR checks fetch_k)."""
+    from langchain_matryoshka import _validation, funnel
+
+    checks: list[str] = []
+    check_int, surrogate_at = funnel._check_int, _validation._surrogate_at
+
+    def counting_int(name: str, *args: Any) -> int:
+        checks.append(name)
+        return check_int(name, *args)
+
+    def counting_query(text: str) -> int | None:
+        checks.append("query")
+        return surrogate_at(text)
+
+    monkeypatch.setattr(funnel, "_check_int", counting_int)
+    monkeypatch.setattr(_validation, "_surrogate_at", counting_query)
+    hybrid = store.as_retriever(search_type="hybrid", k=3)
+    text = store.as_retriever(search_type="full_text", k=3)
+    searches = {
+        "full_text": lambda: store.full_text_search(QUERY, k=3),
+        "full_text, filtered": lambda: store.full_text_search(QUERY, k=3, filter={"group": "a"}),
+        "full_text batch": lambda: store.full_text_search_batch_with_score([QUERY, "dog"], k=3),
+        "hybrid": lambda: store.hybrid_search(QUERY, k=3),
+        "hybrid, dense_k": lambda: store.hybrid_search(QUERY, k=3, dense_k=5),
+        "hybrid batch": lambda: store.hybrid_search_batch_with_score([QUERY, "dog"], k=3),
+        "search(hybrid)": lambda: store.search(QUERY, "hybrid", k=3),
+        "search(full_text)": lambda: store.search(QUERY, "full_text", k=3),
+        "retriever hybrid": lambda: hybrid.invoke(QUERY),
+        "retriever full_text": lambda: text.invoke(QUERY),
+    }
+    for name, search in searches.items():
+        checks.clear()
+        assert search(), name
+        queries = 2 if "batch" in name else 1
+        assert checks.count("k") == (2 if "hybrid" in name else 1), (name, checks)
+        assert checks.count("query") == queries, (name, checks)

@@ -60,7 +60,11 @@ def test_connection_error_is_a_deprecated_alias() -> None:
         langchain_matryoshka.Nope  # noqa: B018
 
 
-_MODULES = ["calibration", "evaluation", "retriever", "vectorstore", "_engine", "_async_store"]
+_MODULES = [
+    "calibration", "evaluation", "retriever", "vectorstore", "_engine", "_async_store",
+    "_milvus", "_connection", "_faults", "_quiet", "_index_upkeep", "_candidates",
+    "_mmr_store", "_store_tools", "llama_index", "_llama_query", "cli",
+]
 
 
 @pytest.mark.parametrize("module", _MODULES)
