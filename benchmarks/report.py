@@ -123,6 +123,38 @@ def vs_langchain_milvus_table(_: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+LITE_PROFILE_ROWS = (
+    ("Lite: `_build_local_mask` (per row: newest version, tombstones)", "lite_build_local_mask"),
+    ("Lite: `_update_max_seqs` (a dict of every primary key)", "lite_update_max_seqs"),
+    ("Lite: materialising the hits' rows (`row_to_dict`)", "lite_row_to_dict"),
+    ("faiss HNSW search", "faiss_search"),
+    ("Lite's search in all (the rows above and the rest of it)", "lite_search"),
+    ("this package, client side (decode, rerank, documents)", "package_client_side"),
+    ("this package's primary-key lookup of the documents", "package_documents_lookup"),
+)
+
+
+def lite_profile_table(result: dict[str, Any]) -> str:
+    """Shares of a Milvus Lite search's time, per store (py-spy samples)."""
+    f, m = result["stores"]["funnel"], result["stores"]["langchain_milvus"]
+    lines = [
+        "| share of a search's time | MatryoshkaMilvus | langchain-milvus |",
+        "|---|---|---|",
+    ]
+    for label, key in LITE_PROFILE_ROWS:
+        ours, theirs = f["share_of_search"][key], m["share_of_search"][key]
+        lines.append(f"| {label} | {ours:.1%} | {theirs:.1%} |" if theirs or key.startswith(
+            "lite") or key.startswith("faiss") else f"| {label} | {ours:.1%} | - |")
+    lines += [
+        f"| time per search while sampled | {f['ms_per_search']:.0f} ms "
+        f"| {m['ms_per_search']:.0f} ms |",
+        "",
+        f"{result['hardware']}, py-spy at {result['sample_rate']} samples/s; "
+        f"`{result['command']}`.",
+    ]
+    return "\n".join(lines)
+
+
 #: NAME -> (JSON file in benchmarks/results, renderer)
 REPORTS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "demo": ("demo.json", demo_table),
@@ -131,6 +163,7 @@ REPORTS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "vs-langchain-milvus": ("vs-langchain-milvus-lite-100000.json", vs_langchain_milvus_table),
     "filters-lite": ("filters-lite.json", filters_table),
     "filters-server": ("filters-server.json", filters_table),
+    "lite-profile": ("lite-profile-100000.json", lite_profile_table),
 }
 
 

@@ -166,3 +166,32 @@ def test_vs_langchain_milvus_smoke_run(tmp_path) -> None:
     assert memory["funnel"]["dims_indexed"] < memory["langchain_milvus"]["dims_indexed"] == 128
     assert 0 < memory["funnel"]["estimate_mb"] < memory["langchain_milvus"]["estimate_mb"]
     assert result["command"].endswith("--json " + str(out))
+
+
+def test_lite_profile_counts_a_sample_once_per_label_and_the_client_side_outside_its_calls(
+    tmp_path: Path,
+) -> None:
+    """The py-spy sample parser of benchmarks/lite_profile.py, on a hand-written recording."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from lite_profile import samples
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    raw = tmp_path / "raw.txt"
+    raw.write_text(
+        # a Lite server thread inside both per-row loops' caller, in the mask loop
+        "Thread.run (t.py:1);Collection.search (c.py:1);_recall_source (e.py:2);"
+        "execute_search_with_index.<locals>._build_local_mask (e.py:3) 7\n"
+        # the main thread waiting in the package's head search call: not client-side work
+        "<module> (x.py:1);SearchMethods.search (s.py:1);MilvusCollection.search (m.py:1);"
+        "_blocking (g.py:1) 5\n"
+        # the main thread reranking: client-side work
+        "<module> (x.py:1);SearchMethods.search (s.py:1);funnel_rerank (f.py:1) 3\n"
+        "<module> (x.py:1);SearchMethods.search (s.py:1);MilvusCollection.get (m.py:2) 2\n"
+    )
+    counts = samples(raw)
+    assert counts["lite_search"] == 7
+    assert counts["lite_build_local_mask"] == 7
+    assert counts["lite_update_max_seqs"] == 0
+    assert counts["package_client_side"] == 3
+    assert counts["package_documents_lookup"] == 2
