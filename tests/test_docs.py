@@ -51,11 +51,14 @@ def test_readme_test_command_is_the_ci_command() -> None:
     assert len(commands) == 2, "Install opens with two commands: the demo and the tests"
     demo, tests = commands
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    steps = re.findall(r"^(pip install \S+(?: \S+)?|pytest)(?=\s|$)", ci, re.M)
-    assert steps == ["pip install torch==2.13.0", 'pip install -e ".[test]"', "pytest"]
+    steps = re.findall(r"^(pip install \S+(?: \S+)*?|pytest)(?=\s+#|$)", ci, re.M)
+    assert steps == [
+        "pip install -U pip", "pip install torch==2.13.0", "pip install -e . --group test",
+        "pytest",
+    ]
     assert tests == (
-        "python -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 "
-        '&& pip install -e ".[test]" && pytest'
+        "python -m venv .venv && . .venv/bin/activate && pip install -U pip "
+        "&& pip install torch==2.13.0 && pip install -e . --group test && pytest"
     )
     assert demo.startswith("python -m venv .venv && . .venv/bin/activate && pip install torch")
     assert demo.endswith('pip install -e ".[examples]" && python examples/demo.py')
