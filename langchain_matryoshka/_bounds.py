@@ -35,6 +35,8 @@ def recall_lower_bounds(
             (values in [0, 1]).
         k: the k of recall@k; the levels 0, 1/k, ..., 1 carry the prior.
         confidence: probability that the true mean is at least the bound.
+        n_draws: posterior draws per row.
+        seed: seed of the draws (the bounds are reproducible).
 
     Returns:
         ``[n_points]`` bounds.

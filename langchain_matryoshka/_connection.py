@@ -265,8 +265,10 @@ class Connection:
         return self.index_timeout if name in SLOW_CALLS else self.call_timeout
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """``client.<name>(*args, **kwargs)`` with a deadline, retries and the package's
-        errors (see the module docstring for what is retried)."""
+        """``client.<name>(*args, **kwargs)`` with a deadline, retries and the package's errors.
+
+        See the module docstring for what is retried.
+        """
         method = getattr(self.client, name)
         limit = self.limit_of(name)
         caller = kwargs.get("timeout")  # the caller's own, e.g. LangChain's timeout=
@@ -292,8 +294,10 @@ class Connection:
         collection: str | None = None,
         caller_limit: bool = False,
     ) -> Any:
-        """``attempt(seconds left)`` until it succeeds, retried while the fault allows
-        and ``limit`` seconds (None: no limit) have not passed.
+        """``attempt(seconds left)`` until it succeeds or may not be retried.
+
+        Retried while the fault allows and ``limit`` seconds (None: no limit) have not
+        passed.
 
         A read of ``collection`` refused because it is not loaded (a restarted Milvus 2.3
         server loads its collections again in the background: "collection not loaded"

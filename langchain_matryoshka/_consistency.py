@@ -55,17 +55,22 @@ class Session:
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
-        """Around a write: noted when it ends, whether it succeeded or not (a failed
-        write may have been applied). A read racing the write that takes its timestamp
-        before the write lands leaves the write pending for the next read."""
+        """Around a write: noted when it ends, whether it succeeded or not.
+
+        A failed write may have been applied. A read racing the write that takes its
+        timestamp before the write lands leaves the write pending for the next read.
+        """
         try:
             yield
         finally:
             self.wrote()
 
     def read_kwargs(self, timeout: float | None = None, call: str = "query") -> dict[str, Any]:
-        """The consistency keywords of one read (``timeout``: the read's own; ``call``:
-        the client method it is, named by the error if the timestamp is not given)."""
+        """The consistency keywords of one read.
+
+        ``timeout``: the read's own; ``call``: the client method it is, named by the
+        error if the timestamp is not given.
+        """
         if not self.active:
             return {"consistency_level": self.level}
         with self._lock:

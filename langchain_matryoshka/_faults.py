@@ -51,9 +51,12 @@ def _code_name(exc: BaseException) -> str:
 
 
 def _fault(exc: BaseException) -> str | None:
-    """What went wrong reaching Milvus: "deadline", "broken" (the connection was lost,
-    maybe mid-call), "unreachable" (never reached), "full" (no space left), or None (an
-    answer from Milvus, e.g. a refused expression: not the connection's business)."""
+    """What went wrong reaching Milvus, or None for an answer from Milvus.
+
+    "deadline", "broken" (the connection was lost, maybe mid-call), "unreachable" (never
+    reached), "full" (no space left), or None (an answer from Milvus, e.g. a refused
+    expression: not the connection's business).
+    """
     chain = list(_chain(exc))
     texts = [str(e).lower() for e in chain]
     codes = [_code_name(e) for e in chain]

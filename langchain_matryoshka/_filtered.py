@@ -99,8 +99,10 @@ class CountCache:
 
 
 class RowsCache:
-    """The rows matching a condition (ids, float16 full vectors), least recently used
-    dropped past ``max_bytes``, each kept ``ttl`` seconds; cleared on the store's writes.
+    """The rows matching a condition (ids, float16 full vectors), kept for a while.
+
+    Least recently used dropped past ``max_bytes``, each kept ``ttl`` seconds; cleared on
+    the store's writes.
 
     Only Milvus Lite stores use it: a Lite file has one writer process, so the store's
     own writes are every write (another store object on the same file in the same

@@ -144,8 +144,11 @@ class HybridStoreMethods:
     # ------------------------------------------------------------------ dispatch
 
     def search(self, query: str, search_type: str, **kwargs: Any) -> list[Document]:
-        """LangChain's ``search``: "similarity", "similarity_score_threshold", "mmr",
-        plus "full_text" (BM25 alone), "hybrid" (funnel + BM25) and "hybrid_mmr"."""
+        """LangChain's ``search``, with the store's own search types.
+
+        "similarity", "similarity_score_threshold", "mmr", plus "full_text" (BM25 alone),
+        "hybrid" (funnel + BM25) and "hybrid_mmr".
+        """
         if search_type == "full_text":
             return self.full_text_search(query, **kwargs)
         if search_type == "hybrid":

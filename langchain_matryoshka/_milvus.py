@@ -302,8 +302,9 @@ class MilvusCollection(IndexUpkeep, ConditionReads, TextSearch):
     def _check_keys(
         self, rows: list[dict[str, Any]], layout: Layout, t: Mapping[str, float]
     ) -> tuple[list[int], list[int]]:
-        """Refuse colliding keys; return the keys of documents whose tenant partition
-        changed, and the keys already stored.
+        """Refuse colliding keys; return the moved documents' keys and the stored keys.
+
+        Moved: documents whose tenant partition changed.
 
         Ids that collide with each other, or with a stored row of another id, are refused.
         """

@@ -15,8 +15,10 @@ _INSTALL_LOCK = threading.Lock()
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """While this thread calls Milvus for the package, pymilvus' log lines are the
-    package's business: the failure comes back as the package's own error."""
+    """While this thread calls Milvus for the package, pymilvus' log lines are its own.
+
+    The failure comes back as the package's own error.
+    """
     _QUIET.depth = getattr(_QUIET, "depth", 0) + 1
     try:
         yield
@@ -25,8 +27,10 @@ def _quiet() -> Iterator[None]:
 
 
 class _PymilvusNoise(logging.Filter):
-    """Drops pymilvus' records emitted inside the package's calls (logged at DEBUG on the
-    ``langchain_matryoshka`` logger instead); everything else passes."""
+    """Drops pymilvus' records emitted inside the package's calls; the rest passes.
+
+    They are logged at DEBUG on the ``langchain_matryoshka`` logger instead.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(_QUIET, "depth", 0) <= 0:
@@ -40,9 +44,12 @@ _NOISE = _PymilvusNoise()
 
 
 def _quiet_pymilvus_logs() -> None:
-    """Put the filter on pymilvus' own console handlers (it logs a warning and a
-    traceback for every retried call it gives up on, e.g. 70 tracebacks during one
-    server restart). Idempotent; done when the first connection opens, not at import."""
+    """Put the filter on pymilvus' own console handlers.
+
+    pymilvus logs a warning and a traceback for every retried call it gives up on, e.g.
+    70 tracebacks during one server restart. Idempotent; done when the first connection
+    opens, not at import.
+    """
     with _INSTALL_LOCK:
         for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer"):
             for handler in logging.getLogger(name).handlers:
@@ -51,11 +58,14 @@ def _quiet_pymilvus_logs() -> None:
 
 
 def _quiet_lite_logs() -> None:
-    """Milvus Lite runs in this process and logs through Python logging without a
+    """Give Milvus Lite's loggers a NullHandler.
+
+    Milvus Lite runs in this process and logs through Python logging without a
     handler, so Python prints its records to stderr: about 30 tracebacks from its
     background threads when a disk fills up. A NullHandler, as libraries should add
     for themselves, keeps them out of the terminal; an application that configures
-    logging still receives them."""
+    logging still receives them.
+    """
     lite = logging.getLogger("milvus_lite")
     with _INSTALL_LOCK:
         if not any(isinstance(h, logging.NullHandler) for h in lite.handlers):

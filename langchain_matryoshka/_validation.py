@@ -1,4 +1,4 @@
-"""Validation of user input, done before anything is embedded or written.
+r"""Validation of user input, done before anything is embedded or written.
 
 Every check here runs on the whole call before the first row reaches Milvus, so a bad
 text, id or metadata value anywhere in a batch leaves the collection untouched.
@@ -6,7 +6,7 @@ text, id or metadata value anywhere in a batch leaves the collection untouched.
 What is accepted, and why:
 
 - texts: any ``str``, the empty string and NUL characters included (Milvus stores them
-  as they are); not lone surrogates (``"\\ud800"``), which are not valid UTF-8 and which
+  as they are); not lone surrogates (``"\ud800"``), which are not valid UTF-8 and which
   Milvus refuses; at most ``text_max_length`` UTF-8 bytes.
 - ids: non-empty strings of at most :data:`_milvus.ID_MAX_LENGTH` UTF-8 bytes, each once
   per call (re-adding an id in a later call replaces its row).

@@ -174,8 +174,11 @@ class CalibrationResult:
 
 
 def default_grid(k: int, count: int) -> list[int]:
-    """Candidate counts tried: from the first power of two >= k up to 2048 (or the
-    collection's size), in steps of 1.5x and 2x (16, 24, 32, 48, 64, 96, ...)."""
+    """Candidate counts tried, from the first power of two >= k.
+
+    Up to 2048 (or the collection's size), in steps of 1.5x and 2x (16, 24, 32, 48, 64,
+    96, ...).
+    """
     start = 1 << max(0, int(np.ceil(np.log2(max(k, 1)))))
     steps = sorted({c for p in range(start.bit_length() - 1, 12) for c in (2**p, 3 * 2**p // 2)})
     grid = []

@@ -208,7 +208,7 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
 
     @property
     def funnel_defaults(self) -> dict[str, Any]:
-        """candidates / scales / prune_ratio used when a query sets none (None: built-in)."""
+        """Candidates / scales / prune_ratio used when a query sets none (None: built-in)."""
         return self._store.funnel_defaults
 
     # ------------------------------------------------------------------ writes
@@ -271,8 +271,11 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
         await asyncio.to_thread(self.delete_nodes, node_ids, filters, **delete_kwargs)
 
     def clear(self) -> None:
-        """Delete every node. The collection stays, with its head size, rotation and
-        funnel defaults (``drop_old=True`` at construction rebuilds it)."""
+        """Delete every node.
+
+        The collection stays, with its head size, rotation and funnel defaults
+        (``drop_old=True`` at construction rebuilds it).
+        """
         if self._has_collection():
             self._engine.delete(None, f'{_milvus.FIELD_ID} != ""')
 
@@ -332,8 +335,9 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
     # ------------------------------------------------------------------ queries
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        """Funnel search for ``query.query_embedding`` (modes: DEFAULT, MMR, TEXT_SEARCH,
-        HYBRID; see the class docstring).
+        """Funnel search for ``query.query_embedding``.
+
+        Modes: DEFAULT, MMR, TEXT_SEARCH, HYBRID (see the class docstring).
 
         ``doc_ids`` / ``node_ids`` restrict the search to those source documents /
         nodes; an empty list restricts nothing (``VectorStoreIndex.as_retriever``
@@ -502,8 +506,11 @@ class MatryoshkaMilvusVectorStore(BasePydanticVectorStore):
         return ids_to_expr(layout.keys_of(ids), layout.pk)
 
     def _tenant_filter(self, filters: MetadataFilters | None) -> dict[str, Any] | None:
-        """``{tenant key: value(s)}`` when the filters require a tenant (EQ / IN at the top
-        level of an AND), for the engine to search only that tenant's partitions."""
+        """``{tenant key: value(s)}`` when the filters require a tenant, else None.
+
+        A tenant is required by EQ / IN at the top level of an AND; the engine then
+        searches only that tenant's partitions.
+        """
         layout = self._engine.layout
         tenancy = layout.tenancy if layout is not None else None
         if tenancy is None or filters is None:

@@ -175,7 +175,7 @@ def _view(name: str, doc: str) -> property:
 
 
 class FunnelRetriever(BaseRetriever):
-    """Retriever that runs Matryoshka funnel search on a :class:`MatryoshkaMilvus` store.
+    r"""Retriever that runs Matryoshka funnel search on a :class:`MatryoshkaMilvus` store.
 
     One low-dimensional Milvus search fetches ``candidates`` hits; they are reranked
     on growing prefixes of their full embeddings and the top ``k`` come back.
@@ -239,11 +239,11 @@ class FunnelRetriever(BaseRetriever):
             from langchain_core.runnables import RunnablePassthrough
 
             prompt = ChatPromptTemplate.from_template(
-                "Answer from the context.\\nContext: {context}\\nQuestion: {question}"
+                "Answer from the context.\nContext: {context}\nQuestion: {question}"
             )
 
             def format_docs(docs):
-                return "\\n\\n".join(doc.page_content for doc in docs)
+                return "\n\n".join(doc.page_content for doc in docs)
 
             chain = (
                 {"context": retriever | format_docs, "question": RunnablePassthrough()}
@@ -403,8 +403,10 @@ class FunnelRetriever(BaseRetriever):
     def _runs(
         self, inputs: list[str], configs: list[RunnableConfig], kwargs: dict[str, Any]
     ) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-        """Per query: the callback manager's and the run's arguments, built as
-        ``BaseRetriever.invoke`` builds them (one path for invoke, batch and async).
+        """Per query: the callback manager's and the run's arguments.
+
+        Built as ``BaseRetriever.invoke`` builds them (one path for invoke, batch and
+        async).
 
         ``run_id`` comes from the call's keyword (one query only) or the query's config.
         """

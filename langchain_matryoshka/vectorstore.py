@@ -312,15 +312,17 @@ class MatryoshkaMilvus(
 
     @property
     def calibration_stale(self) -> bool:
-        """True when the collection has grown past ``calibration.GROWTH_FACTOR`` x
-        the size it was calibrated at (rerun :meth:`calibrate`)."""
+        """True when the collection has grown well past the size it was calibrated at.
+
+        Past ``calibration.GROWTH_FACTOR`` x that size: rerun :meth:`calibrate`.
+        """
         from .calibration import is_stale
 
         return is_stale(self._engine)
 
     @property
     def funnel_defaults(self) -> dict[str, Any]:
-        """candidates / scales / prune_ratio used when a call sets none (None: built-in)."""
+        """Candidates / scales / prune_ratio used when a call sets none (None: built-in)."""
         return self._engine.defaults()
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
