@@ -89,6 +89,18 @@ def filters_table(result: dict[str, Any]) -> str:
     return render(result)
 
 
+def _hybrid_report() -> Any:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import hybrid_report
+
+    return hybrid_report
+
+
+def hybrid_latency_table(result: dict[str, Any]) -> str:
+    """docs/hybrid.md: hybrid search's latency against the funnel's (benchmarks/hybrid.py)."""
+    return str(_hybrid_report().latency_table(result))
+
+
 VS_RUNS = (
     ("Milvus Lite, 100k", "vs-langchain-milvus-lite-100000.json"),
     ("server 2.3.5, 100k", "vs-langchain-milvus-server-100000.json"),
@@ -164,6 +176,7 @@ REPORTS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "filters-lite": ("filters-lite.json", filters_table),
     "filters-server": ("filters-server.json", filters_table),
     "lite-profile": ("lite-profile-100000.json", lite_profile_table),
+    "hybrid-latency": ("hybrid-100k.json", hybrid_latency_table),
 }
 
 
