@@ -101,6 +101,22 @@ def hybrid_latency_table(result: dict[str, Any]) -> str:
     return str(_hybrid_report().latency_table(result))
 
 
+def query_log_cost_table(result: dict[str, Any]) -> str:
+    """docs/calibration.md: what ``record_queries`` costs a search (query_log_cost.py)."""
+    return "\n".join([
+        "| search | median ms |",
+        "|---|---|",
+        f"| plain store | {result['median_ms_plain']:.1f} |",
+        f"| store recording queries | {result['median_ms_recording']:.1f} |",
+        f"| median paired ratio, recording to plain | {result['median_paired_ratio']:.3f} |",
+        f"| one `QueryLog.record` call alone | {result['record_call_us'] / 1000:.3f} |",
+        "",
+        f"{result['rows']:,} rows of {result['dim']} dims (head {result['search_dim']}), "
+        f"{result['queries']} queries searched by each store in turn, Milvus Lite; "
+        f"{result['hardware']}; `{result['command']}`.",
+    ])
+
+
 VS_RUNS = (
     ("Milvus Lite, 100k", "vs-langchain-milvus-lite-100000.json"),
     ("server 2.3.5, 100k", "vs-langchain-milvus-server-100000.json"),
@@ -177,6 +193,7 @@ REPORTS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "filters-server": ("filters-server.json", filters_table),
     "lite-profile": ("lite-profile-100000.json", lite_profile_table),
     "hybrid-latency": ("hybrid-100k.json", hybrid_latency_table),
+    "query-log-cost": ("query-log-cost-20000.json", query_log_cost_table),
 }
 
 
