@@ -117,6 +117,22 @@ def query_log_cost_table(result: dict[str, Any]) -> str:
     ])
 
 
+def indexing_api_table(result: dict[str, Any]) -> str:
+    """docs/langchain.md: LangChain's figures for each run of examples/indexing_api.py."""
+    labels = {"first": "first", "unchanged": "unchanged", "changed": "one edited, one removed"}
+    lines = [
+        '| run (`cleanup="incremental"`) | added | updated | skipped | deleted |',
+        "|---|---|---|---|---|",
+    ]
+    for key, label in labels.items():
+        run = result["runs"][key]
+        lines.append(
+            f"| {label} | {run['num_added']} | {run['num_updated']} | {run['num_skipped']} "
+            f"| {run['num_deleted']} |"
+        )
+    return "\n".join(lines)
+
+
 VS_RUNS = (
     ("Milvus Lite, 100k", "vs-langchain-milvus-lite-100000.json"),
     ("server 2.3.5, 100k", "vs-langchain-milvus-server-100000.json"),
@@ -194,6 +210,7 @@ REPORTS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "lite-profile": ("lite-profile-100000.json", lite_profile_table),
     "hybrid-latency": ("hybrid-100k.json", hybrid_latency_table),
     "query-log-cost": ("query-log-cost-20000.json", query_log_cost_table),
+    "indexing-api": ("indexing-api.json", indexing_api_table),
 }
 
 
