@@ -228,6 +228,44 @@ def render_file(text: str, where: str) -> str:
     return MARKER.sub(fill, text)
 
 
+PRE_JSON = "From a run before results were kept as JSON"
+#: a cell of figures: a number with a unit, a range ("5.2 - 36"), a pair ("256: 0.996")
+NUMBER = re.compile(r"^[*~<>=]*[-+]?\d[\d,.]*(\s*(x|%|ms|s|MB|GB))?([\s:-]+\d[\d,.]*(x|%)?)*[*]*$")
+
+
+def unmarked_tables(text: str) -> list[tuple[int, str]]:
+    """Results tables typed by hand: outside every marker and not marked as pre-JSON.
+
+    A results table is one whose data cells, past the first column, are mostly numbers;
+    tables of options or API (words in most cells) are fine by hand. A table is marked
+    pre-JSON by the words of ``PRE_JSON`` in the text since the previous table or marker.
+    """
+    marked = [m.span() for m in MARKER.finditer(text)]
+    lines = text.split("\n")
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line) + 1)
+    found: list[tuple[int, str]] = []
+    since, i = 0, 0  # since: where the text that may hold a table's mark begins
+    while i < len(lines):
+        inside = any(a <= starts[i] < b for a, b in marked)
+        header = i + 1 < len(lines) and lines[i].startswith("|")
+        if not (header and lines[i + 1].startswith("|---")):
+            since = starts[i + 1] if inside else since
+            i += 1
+            continue
+        end = i + 2
+        while end < len(lines) and lines[end].startswith("|"):
+            end += 1
+        cells = [c.strip() for row in lines[i + 2 : end] for c in row.strip("|").split("|")[1:]]
+        numeric = sum(bool(NUMBER.match(c)) for c in cells)
+        before = " ".join(text[since : starts[i]].split()).lower()
+        if not inside and numeric * 2 > len(cells) > 0 and PRE_JSON.lower() not in before:
+            found.append((i + 1, lines[i]))
+        since, i = starts[end], end
+    return found
+
+
 def documents() -> list[Path]:
     return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
@@ -246,8 +284,20 @@ def main(argv: list[str] | None = None) -> int:
             stale.append(path.relative_to(ROOT).as_posix())
             if not args.check:
                 path.write_text(new, encoding="utf-8")
+    unmarked = [
+        f"{path.relative_to(ROOT).as_posix()}:{line}: {header[:60]}"
+        for path in documents()
+        for line, header in unmarked_tables(path.read_text(encoding="utf-8"))
+    ]
+    if args.check and unmarked:
+        print(
+            "results tables typed by hand (render them from JSON between report markers, or "
+            f"mark them {PRE_JSON!r} with their command):\n  " + "\n  ".join(unmarked),
+            file=sys.stderr,
+        )
     if args.check and stale:
         print(f"out of date: {', '.join(stale)}; run python benchmarks/report.py", file=sys.stderr)
+    if args.check and (stale or unmarked):
         return 1
     print(
         "every table matches its JSON"
