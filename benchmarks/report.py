@@ -133,6 +133,45 @@ def indexing_api_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def calibrate_scale_table(result: dict[str, Any]) -> str:
+    """docs/evaluation.md: time and memory of one ``calibrate()`` at scale (calibrate_scale.py)."""
+    curve = result["curve"]
+
+    def fewest(bound: float) -> str:
+        points = [p for p in curve if p["recall_lower"] >= bound]
+        if not points:
+            best = max(curve, key=lambda p: p["recall_lower"])
+            return (f"none (best: {best['recall_lower']:.4f} at {best['candidates']} "
+                    f"candidates, recall {best['recall']:.4f})")
+        p = min(points, key=lambda p: (p["candidates"], p["rerank_madds"]))
+        return (f"{p['candidates']} candidates, prune {p['prune_ratio']:g} "
+                f"(recall {p['recall']:.4f}, bound {p['recall_lower']:.4f})")
+
+    chosen = (
+        f"{result['chosen_candidates']} candidates, prune {result['chosen_prune_ratio']:g}"
+        if result["reached"] else "none: the store keeps its defaults"
+    )
+    return "\n".join([
+        "| calibration at scale | figure |",
+        "|---|---|",
+        f"| rows | {result['n_docs']:,} synthetic, {result['dim']} dims, head "
+        f"{result['search_dim']} |",
+        f"| pseudo-queries | {result['n_queries']}, {result['pseudo_method']} |",
+        f"| ingest and index build | {result['ingest_and_index_s']:.0f} s |",
+        f"| calibration | {result['calibration_s']:.0f} s |",
+        f"| peak resident memory, before / after calibrating | "
+        f"{result['peak_rss_mb_before_calibration']:,} / {result['peak_rss_mb']:,} MB |",
+        f"| lower bound required (target {result['target_recall']}, with the method's margin) "
+        f"| {result['required_recall']:.4f} |",
+        f"| chosen | {chosen} |",
+        f"| fewest reaching that bound | {fewest(result['required_recall'])} |",
+        f"| fewest reaching {result['target_recall']} without the margin "
+        f"| {fewest(result['target_recall'])} |",
+        "",
+        f"Milvus Lite; {result['hardware']}; `{result['command']}`.",
+    ])
+
+
 VS_RUNS = (
     ("Milvus Lite, 100k", "vs-langchain-milvus-lite-100000.json"),
     ("server 2.3.5, 100k", "vs-langchain-milvus-server-100000.json"),
@@ -211,6 +250,7 @@ REPORTS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "hybrid-latency": ("hybrid-100k.json", hybrid_latency_table),
     "query-log-cost": ("query-log-cost-20000.json", query_log_cost_table),
     "indexing-api": ("indexing-api.json", indexing_api_table),
+    "calibrate-scale": ("calibrate-scale-100000.json", calibrate_scale_table),
 }
 
 
