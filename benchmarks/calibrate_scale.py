@@ -3,9 +3,11 @@
 Data: synthetic Matryoshka-like vectors (768 dims, variance decaying along the
 dimensions, with clustered structure so neighbours are meaningful), ingested into a
 Milvus Lite file through ``MatryoshkaMilvus.add_embeddings``; then ``calibrate`` with
-pseudo-queries sampled from the stored documents, target recall@10 0.99.
+pseudo-queries made by perturbing stored vectors (``pseudo="perturbed"``: the fake embeddings
+cannot embed spans), target recall@10 0.99.
 
-Run:  python benchmarks/calibrate_scale.py --n 100000
+Run:  python benchmarks/calibrate_scale.py --n 100000 \\
+          --json benchmarks/results/calibrate-scale-100000.json
 Prints the calibration curve, the chosen setting, wall time and peak resident memory
 (ru_maxrss of this process, which hosts Milvus Lite too).
 """
@@ -17,6 +19,7 @@ import json
 import os
 import platform
 import resource
+import sys
 import tempfile
 import time
 
@@ -80,7 +83,10 @@ def main() -> None:
         "peak_rss_mb_before_calibration": round(rss_before), "peak_rss_mb": round(peak),
         "chosen_candidates": result.candidates, "chosen_prune_ratio": result.prune_ratio,
         "reached": result.reached, "n_queries": result.n_queries,
+        "pseudo_method": result.pseudo_method, "target_recall": args.target,
+        "required_recall": result.required_recall, "margin_cost": result.margin_cost,
         "hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU",
+        "command": " ".join(["python", "benchmarks/calibrate_scale.py", *sys.argv[1:]]),
     }
     print(json.dumps(figures, indent=2))
     if args.json:

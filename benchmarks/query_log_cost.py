@@ -7,7 +7,8 @@ of each, their paired ratio, and the cost of one ``QueryLog.record`` call alone
 
 Usage::
 
-    python benchmarks/query_log_cost.py [--rows 20000] [--dim 384] [--queries 400]
+    python benchmarks/query_log_cost.py [--rows 20000] [--dim 384] [--queries 400] \\
+        [--out benchmarks/results/query-log-cost-20000.json]
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ def main() -> None:
         "median_ms_recording": statistics.median(times["recording"]),
         "median_paired_ratio": statistics.median(ratios),
         "record_call_us": append_us,
+        "command": "python benchmarks/query_log_cost.py"
+        + "".join(
+            f" --{name.replace('_', '-')} {value}"
+            for name, value in vars(args).items()
+            if value is not None and value != parser.get_default(name)
+        ),
     }
     print(json.dumps(report, indent=2))
     if args.out:

@@ -89,6 +89,89 @@ def filters_table(result: dict[str, Any]) -> str:
     return render(result)
 
 
+def _hybrid_report() -> Any:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import hybrid_report
+
+    return hybrid_report
+
+
+def hybrid_latency_table(result: dict[str, Any]) -> str:
+    """docs/hybrid.md: hybrid search's latency against the funnel's (benchmarks/hybrid.py)."""
+    return str(_hybrid_report().latency_table(result))
+
+
+def query_log_cost_table(result: dict[str, Any]) -> str:
+    """docs/calibration.md: what ``record_queries`` costs a search (query_log_cost.py)."""
+    return "\n".join([
+        "| search | median ms |",
+        "|---|---|",
+        f"| plain store | {result['median_ms_plain']:.1f} |",
+        f"| store recording queries | {result['median_ms_recording']:.1f} |",
+        f"| median paired ratio, recording to plain | {result['median_paired_ratio']:.3f} |",
+        f"| one `QueryLog.record` call alone | {result['record_call_us'] / 1000:.3f} |",
+        "",
+        f"{result['rows']:,} rows of {result['dim']} dims (head {result['search_dim']}), "
+        f"{result['queries']} queries searched by each store in turn, Milvus Lite; "
+        f"{result['hardware']}; `{result['command']}`.",
+    ])
+
+
+def indexing_api_table(result: dict[str, Any]) -> str:
+    """docs/langchain.md: LangChain's figures for each run of examples/indexing_api.py."""
+    labels = {"first": "first", "unchanged": "unchanged", "changed": "one edited, one removed"}
+    lines = [
+        '| run (`cleanup="incremental"`) | added | updated | skipped | deleted |',
+        "|---|---|---|---|---|",
+    ]
+    for key, label in labels.items():
+        run = result["runs"][key]
+        lines.append(
+            f"| {label} | {run['num_added']} | {run['num_updated']} | {run['num_skipped']} "
+            f"| {run['num_deleted']} |"
+        )
+    return "\n".join(lines)
+
+
+def calibrate_scale_table(result: dict[str, Any]) -> str:
+    """docs/evaluation.md: time and memory of one ``calibrate()`` at scale (calibrate_scale.py)."""
+    curve = result["curve"]
+
+    def fewest(bound: float) -> str:
+        points = [p for p in curve if p["recall_lower"] >= bound]
+        if not points:
+            best = max(curve, key=lambda p: p["recall_lower"])
+            return (f"none (best: {best['recall_lower']:.4f} at {best['candidates']} "
+                    f"candidates, recall {best['recall']:.4f})")
+        p = min(points, key=lambda p: (p["candidates"], p["rerank_madds"]))
+        return (f"{p['candidates']} candidates, prune {p['prune_ratio']:g} "
+                f"(recall {p['recall']:.4f}, bound {p['recall_lower']:.4f})")
+
+    chosen = (
+        f"{result['chosen_candidates']} candidates, prune {result['chosen_prune_ratio']:g}"
+        if result["reached"] else "none: the store keeps its defaults"
+    )
+    return "\n".join([
+        "| calibration at scale | figure |",
+        "|---|---|",
+        f"| rows | {result['n_docs']:,} synthetic, {result['dim']} dims, head "
+        f"{result['search_dim']} |",
+        f"| pseudo-queries | {result['n_queries']}, {result['pseudo_method']} |",
+        f"| ingest and index build | {result['ingest_and_index_s']:.0f} s |",
+        f"| calibration | {result['calibration_s']:.0f} s |",
+        f"| peak resident memory, before / after calibrating | "
+        f"{result['peak_rss_mb_before_calibration']:,} / {result['peak_rss_mb']:,} MB |",
+        f"| lower bound required (target {result['target_recall']}, with the method's margin) "
+        f"| {result['required_recall']:.4f} |",
+        f"| chosen | {chosen} |",
+        f"| fewest reaching that bound | {fewest(result['required_recall'])} |",
+        f"| fewest reaching {result['target_recall']} without the margin "
+        f"| {fewest(result['target_recall'])} |",
+        "",
+        f"Milvus Lite; {result['hardware']}; `{result['command']}`.",
+    ])
+
+
 VS_RUNS = (
     ("Milvus Lite, 100k", "vs-langchain-milvus-lite-100000.json"),
     ("server 2.3.5, 100k", "vs-langchain-milvus-server-100000.json"),
@@ -164,6 +247,10 @@ REPORTS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "filters-lite": ("filters-lite.json", filters_table),
     "filters-server": ("filters-server.json", filters_table),
     "lite-profile": ("lite-profile-100000.json", lite_profile_table),
+    "hybrid-latency": ("hybrid-100k.json", hybrid_latency_table),
+    "query-log-cost": ("query-log-cost-20000.json", query_log_cost_table),
+    "indexing-api": ("indexing-api.json", indexing_api_table),
+    "calibrate-scale": ("calibrate-scale-100000.json", calibrate_scale_table),
 }
 
 
@@ -179,6 +266,44 @@ def render_file(text: str, where: str) -> str:
         return f"{match.group(1)}{body}{match.group(4)}"
 
     return MARKER.sub(fill, text)
+
+
+PRE_JSON = "From a run before results were kept as JSON"
+#: a cell of figures: a number with a unit, a range ("5.2 - 36"), a pair ("256: 0.996")
+NUMBER = re.compile(r"^[*~<>=]*[-+]?\d[\d,.]*(\s*(x|%|ms|s|MB|GB))?([\s:-]+\d[\d,.]*(x|%)?)*[*]*$")
+
+
+def unmarked_tables(text: str) -> list[tuple[int, str]]:
+    """Results tables typed by hand: outside every marker and not marked as pre-JSON.
+
+    A results table is one whose data cells, past the first column, are mostly numbers;
+    tables of options or API (words in most cells) are fine by hand. A table is marked
+    pre-JSON by the words of ``PRE_JSON`` in the text since the previous table or marker.
+    """
+    marked = [m.span() for m in MARKER.finditer(text)]
+    lines = text.split("\n")
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line) + 1)
+    found: list[tuple[int, str]] = []
+    since, i = 0, 0  # since: where the text that may hold a table's mark begins
+    while i < len(lines):
+        inside = any(a <= starts[i] < b for a, b in marked)
+        header = i + 1 < len(lines) and lines[i].startswith("|")
+        if not (header and lines[i + 1].startswith("|---")):
+            since = starts[i + 1] if inside else since
+            i += 1
+            continue
+        end = i + 2
+        while end < len(lines) and lines[end].startswith("|"):
+            end += 1
+        cells = [c.strip() for row in lines[i + 2 : end] for c in row.strip("|").split("|")[1:]]
+        numeric = sum(bool(NUMBER.match(c)) for c in cells)
+        before = " ".join(text[since : starts[i]].split()).lower()
+        if not inside and numeric * 2 > len(cells) > 0 and PRE_JSON.lower() not in before:
+            found.append((i + 1, lines[i]))
+        since, i = starts[end], end
+    return found
 
 
 def documents() -> list[Path]:
@@ -199,8 +324,20 @@ def main(argv: list[str] | None = None) -> int:
             stale.append(path.relative_to(ROOT).as_posix())
             if not args.check:
                 path.write_text(new, encoding="utf-8")
+    unmarked = [
+        f"{path.relative_to(ROOT).as_posix()}:{line}: {header[:60]}"
+        for path in documents()
+        for line, header in unmarked_tables(path.read_text(encoding="utf-8"))
+    ]
+    if args.check and unmarked:
+        print(
+            "results tables typed by hand (render them from JSON between report markers, or "
+            f"mark them {PRE_JSON!r} with their command):\n  " + "\n  ".join(unmarked),
+            file=sys.stderr,
+        )
     if args.check and stale:
         print(f"out of date: {', '.join(stale)}; run python benchmarks/report.py", file=sys.stderr)
+    if args.check and (stale or unmarked):
         return 1
     print(
         "every table matches its JSON"

@@ -107,3 +107,21 @@ def test_demo_smoke_writes_every_method(tmp_path: Path) -> None:
     assert 0 < methods["head"]["index_mb"] < methods["full"]["index_mb"]
     assert 0 < methods["funnel 128"]["index_mb"] < methods["full"]["index_mb"]
     assert "funnel, 128 candidates" in done.stdout and "full 384 dims, HNSW" in done.stdout
+
+
+def test_report_check_flags_results_tables_typed_by_hand() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from report import unmarked_tables
+
+    figures = "| search | recall@10 | p50 ms |\n|---|---|---|\n| funnel | 0.995 | 6.0 |\n"
+    options = "| option | default | meaning |\n|---|---|---|\n| `--k` | 10 | the k |\n"
+    pre_json = "**From a run before results were kept\nas JSON**; `cmd`.\n\n" + figures
+    marked = "<!-- report:demo -->\n" + figures + "<!-- /report:demo -->\n"
+    assert unmarked_tables("Intro.\n\n" + figures) == [(3, "| search | recall@10 | p50 ms |")]
+    assert unmarked_tables(options) == []
+    assert unmarked_tables(pre_json) == []
+    assert unmarked_tables(marked) == []
+    # a mark covers the next table only, not a second one after it
+    assert unmarked_tables(pre_json + "\nText.\n\n" + figures) == [
+        (10, "| search | recall@10 | p50 ms |")
+    ]
