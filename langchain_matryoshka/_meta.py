@@ -16,6 +16,7 @@ import numpy as np
 from ._connection import as_connection, consistency_level_name, created_by_another, lite_writes
 from ._consistency import Session
 from ._expressions import ids_to_expr, quote
+from ._indexes import create_index
 from ._layout import MAX_DIM
 from .errors import SchemaError
 
@@ -74,7 +75,12 @@ class MetaCollection:
             )
         except Exception as exc:
             if not created_by_another(self.client, self.name, exc):
-                raise
+                if not self.exists():
+                    raise
+                # Created, but pymilvus' wait for the index failed: Milvus Lite answered
+                # "no index" to a describe racing its index build (seen once in CI with
+                # four stores writing first at once). Make sure the index is there.
+                create_index(self.client, self.name, _META_DUMMY, index_params)
         self.client.load_collection(self.name)
 
     def _row(self, key: str, value: Any, row: Sequence[float] = ()) -> dict[str, Any]:
