@@ -345,6 +345,25 @@ def measure(
     }
 
 
+#: Options whose values name this machine: recorded as placeholders.
+PLACEHOLDERS = {"--uri": "URI", "--workdir": "W", "--server-data": "DIR"}
+
+
+def recorded_command(argv: list[str]) -> str:
+    """The command line as the JSON records it, machine-specific values as placeholders."""
+    out: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        key, eq, _ = arg.partition("=")
+        if key in PLACEHOLDERS:
+            out.append(f"{key}={PLACEHOLDERS[key]}" if eq else f"{key} {PLACEHOLDERS[key]}")
+            if not eq:
+                next(args, None)
+        else:
+            out.append(arg)
+    return " ".join(["python benchmarks/vs_langchain_milvus.py", *out])
+
+
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -405,7 +424,7 @@ def main() -> None:
     emb = Precomputed(dict(zip(qtexts, queries.tolist())), args.dim)
 
     result: dict[str, Any] = {
-        "command": "python benchmarks/vs_langchain_milvus.py " + " ".join(sys.argv[1:]),
+        "command": recorded_command(sys.argv[1:]),
         "backend": "Embedded Milvus server" if args.uri else "Milvus Lite",
         "n": args.n,
         "dim": args.dim,
