@@ -176,7 +176,58 @@ VS_RUNS = (
     ("Milvus Lite, 100k", "vs-langchain-milvus-lite-100000.json"),
     ("server 2.3.5, 100k", "vs-langchain-milvus-server-100000.json"),
     ("server 2.3.5, 300k", "vs-langchain-milvus-server-300000.json"),
+    ("server 2.3.5, 1M", "vs-langchain-milvus-server-1000000.json"),
 )
+
+
+def _variant_label(spec: str) -> str:
+    kind, _, params = spec.partition(":")
+    return f"{kind} ({params.replace(',', ', ')})" if params else f"{kind} (store defaults)"
+
+
+def _mb(files: float | None, estimate: float, plain: float | None) -> str:
+    """'files / estimate' MB and the share of langchain-milvus's index (files, else est.)."""
+    shown = f"{files:.0f} / {estimate:.0f}" if files is not None else f"- / {estimate:.0f}"
+    return f"{shown} | {(files if files is not None else estimate) / plain:.3f}" if plain else shown
+
+
+def head_indexes_table(result: dict[str, Any]) -> str:
+    """The funnel with each head index type against langchain-milvus, on one run's rows."""
+    files = result.get("index_files_mb") or {}
+    plain_est = result["index_memory"]["langchain_milvus"]["estimate_mb"]
+    plain_mb = files.get("langchain_milvus") or plain_est
+    lines = [
+        "| funnel head index | recall@10 | p50 ms | paired p50 ratio to l-m "
+        "| head index MB (files / est.) | head index / l-m's index | build s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    f = result["rows"]["funnel"]
+    lines.append(
+        f"| HNSW (store defaults) | {f['recall_at_10']:.3f} | {f['p50_ms']:.1f} "
+        f"| {result['median_ratio_funnel_to_langchain_milvus']:.2f}x "
+        f"| {_mb(files.get('funnel'), result['index_memory']['funnel']['estimate_mb'], plain_mb)}"
+        " | - |"
+    )
+    for v in result["head_variants"]:
+        vf = v["funnel"]
+        build = "shared" if v["index_build_s"] is None else f"{v['index_build_s']:.0f}"
+        lines.append(
+            f"| {_variant_label(v['spec'])} | {vf['recall_at_10']:.3f} | {vf['p50_ms']:.1f} "
+            f"| {v['median_ratio_funnel_to_langchain_milvus']:.2f}x "
+            f"| {_mb(v.get('index_files_mb'), v['head_index_estimate_mb'], plain_mb)} "
+            f"| {build} |"
+        )
+    m = result["rows"]["langchain_milvus"]
+    lines += [
+        f"| langchain-milvus: {result['index_memory']['langchain_milvus']['index_type']} on "
+        f"{result['dim']} dims | {m['recall_at_10']:.3f} | {m['p50_ms']:.1f} | 1 "
+        f"| {_mb(files.get('langchain_milvus'), plain_est, None)} | 1 | - |",
+        "",
+        f"{result['n']:,} rows, {result['queries']} queries, k={result['k']}, "
+        f"{result['backend']} {result['versions'].get('milvus', '')}; {result['hardware']}; "
+        f"`{result['command']}`.",
+    ]
+    return "\n".join(lines)
 
 
 def vs_langchain_milvus_table(_: dict[str, Any]) -> str:
@@ -188,6 +239,8 @@ def vs_langchain_milvus_table(_: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for label, name in VS_RUNS:
+        if not (RESULTS / name).exists() and name.endswith("-1000000.json"):
+            continue
         r = _load(name)
         f, m = r["rows"]["funnel"], r["rows"]["langchain_milvus"]
         fi, mi = r["ingest"]["funnel"], r["ingest"]["langchain_milvus"]
@@ -244,6 +297,7 @@ REPORTS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "demo-headline": ("demo.json", demo_headline),
     "consistency": ("consistency-20000.json", consistency_table),
     "vs-langchain-milvus": ("vs-langchain-milvus-lite-100000.json", vs_langchain_milvus_table),
+    "head-indexes": ("vs-langchain-milvus-server-1000000.json", head_indexes_table),
     "filters-lite": ("filters-lite.json", filters_table),
     "filters-server": ("filters-server.json", filters_table),
     "lite-profile": ("lite-profile-100000.json", lite_profile_table),

@@ -28,8 +28,21 @@ A server you started (``python tests/server.py`` prints a throwaway one's uri)::
 
     python benchmarks/vs_langchain_milvus.py --uri http://127.0.0.1:19530 --n 100000
 
+Quantized heads (``--head-indexes``): after the default comparison, the funnel's head
+index is rebuilt as each given type in turn (``TYPE`` or ``TYPE:key=value,...``, e.g.
+``IVF_SQ8 IVF_PQ:m=32 IVF_SQ8:nlist=1024,nprobe=32``; ``nprobe``/``ef`` are search
+parameters, the rest build parameters) on the same rows, and each is measured against
+langchain-milvus again (paired ratio, recall, QPS), with its head index memory: the
+estimate of ``head_index_mb`` and, on a server whose data folder is given
+(``--server-data``), the size of the index files it built (``index_files_mb``), for
+both stores::
+
+    python benchmarks/vs_langchain_milvus.py --uri URI --n 1000000 --server-data DIR \\
+        --head-indexes IVF_SQ8 IVF_SQ8:nlist=1024,nprobe=64
+
 JSON goes to ``benchmarks/results/vs-langchain-milvus-<lite|server>-<n>.json`` unless
-``--json``. ``--smoke``: 2,000 rows of 128 dims, 40 queries, Milvus Lite.
+``--json``. ``--smoke``: 2,000 rows of 128 dims, 40 queries, Milvus Lite (with an
+IVF_SQ8 head variant).
 """
 
 from __future__ import annotations
@@ -101,6 +114,150 @@ def _hnsw_mb(n: int, dim: int, info: dict[str, Any]) -> dict[str, Any]:
         "M": m,
         "estimate_mb": n * (dim * 4 + 2 * m * 4) / 2**20,
     }
+
+
+def head_index_mb(n: int, dim: int, index_type: str, build: dict[str, Any]) -> float:
+    """Estimated memory of an index over ``n`` vectors of ``dim`` floats (8-byte ids).
+
+    HNSW: the vectors plus 2 * M links of 4 bytes per row on layer 0; HNSW_SQ: one byte
+    per dimension plus the links; IVF_FLAT / IVF_SQ8: 4 or 1 bytes per dimension plus
+    the id, and ``nlist`` float32 centroids; IVF_PQ: ``m`` codes of ``nbits`` plus the
+    id, and 2**nbits float32 centroids per sub-space; FLAT: the vectors.
+    """
+    kind = index_type.upper()
+    m_links = int(build.get("M", 16))
+    nlist = int(build.get("nlist", 128))
+    if kind in ("HNSW", "AUTOINDEX"):
+        size = n * (4 * dim + 8 * m_links)
+    elif kind == "HNSW_SQ":
+        size = n * (dim + 8 * m_links)
+    elif kind == "IVF_FLAT":
+        size = n * (4 * dim + 8) + nlist * 4 * dim
+    elif kind == "IVF_SQ8":
+        size = n * (dim + 8) + nlist * 4 * dim
+    elif kind == "IVF_PQ":
+        nbits = int(build.get("nbits", 8))
+        size = n * (int(build["m"]) * nbits / 8 + 8) + 2**nbits * 4 * dim
+    elif kind == "FLAT":
+        size = n * 4 * dim
+    else:
+        raise ValueError(f"no memory estimate for index type {index_type!r}")
+    return size / 2**20
+
+
+def _parse_variant(spec: str, search_dim: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """``TYPE[:key=value,...]`` as (type, build params, search params)."""
+    kind, _, rest = spec.partition(":")
+    kind = kind.upper()
+    build: dict[str, Any] = {}
+    search: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--head-indexes {spec!r}: expected key=value, got {item!r}")
+        (search if key in ("nprobe", "ef") else build)[key] = int(value)
+    if kind == "IVF_PQ":  # the store has no IVF_PQ defaults: those of its IVF types
+        build.setdefault("nlist", 128)
+        build.setdefault("m", search_dim // 4)
+        build.setdefault("nbits", 8)
+        search.setdefault("nprobe", 16)
+    return kind, build, search
+
+
+def index_files_mb(client: Any, data_dir: str | None, collection: str) -> float | None:
+    """Size of the index files a server built for the collection's loaded segments.
+
+    Milvus keeps each segment's built index under ``index_files/<build>/<version>/
+    <partition>/<segment>/``; the newest build of each loaded segment is the index in
+    use (a dropped index's files linger until garbage collection). Knowhere's HNSW and
+    IVF files are its in-memory structures serialised, so this is the index's memory
+    as the server holds it. Milvus 2.3 reports no segment memory
+    (``get_query_segment_info`` gives 0), hence the files. None without ``data_dir``.
+    """
+    if not data_dir:
+        return None
+    root = Path(data_dir) / "index_files"
+    segments = {str(s.segment_id) for s in client.list_loaded_segments(collection)}
+    newest: dict[str, Path] = {}
+    for seg_dir in root.glob("*/*/*/*"):
+        if seg_dir.name in segments:
+            build = int(seg_dir.parts[-4])
+            if seg_dir.name not in newest or build > int(newest[seg_dir.name].parts[-4]):
+                newest[seg_dir.name] = seg_dir
+    if set(newest) != segments:
+        return None  # a segment without index files (still growing): no figure
+    files = [f for d in newest.values() for f in d.rglob("*") if f.is_file()]
+    return sum(f.stat().st_size for f in files) / 2**20
+
+
+def head_variants(
+    args: argparse.Namespace,
+    emb: Embeddings,
+    plain: Any,
+    qtexts: list[str],
+    truth: np.ndarray,
+    search_dim: int,
+) -> list[dict[str, Any]]:
+    """The funnel with its head index rebuilt as each ``--head-indexes`` type."""
+    from langchain_matryoshka import MatryoshkaMilvus
+    from langchain_matryoshka._indexes import create_index, index_params_for
+    from langchain_matryoshka._layout import FIELD_HEAD
+
+    rows = []
+    built: tuple[str, dict[str, Any]] | None = None
+    for spec in args.head_indexes:
+        kind, build, search = _parse_variant(spec, search_dim)
+        conn = {"uri": args.uri} if args.uri else {"uri": str(Path(args.workdir) / "funnel.db")}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            store = MatryoshkaMilvus(
+                emb,
+                collection_name=FUNNEL,
+                connection_args=conn,
+                index_type=kind,
+                index_params=build,
+                search_params=search,
+            )
+            client = store.client
+            t0 = time.perf_counter()
+            if (kind, build) != built:  # variants that differ in search params share a build
+                client.release_collection(FUNNEL)
+                client.drop_index(FUNNEL, FIELD_HEAD)
+                create_index(
+                    client, FUNNEL, FIELD_HEAD, index_params_for(client, not args.uri, kind, build)
+                )
+                if args.uri:
+                    _wait_for_index(client, FUNNEL, FIELD_HEAD)
+                client.load_collection(FUNNEL)
+                built = (kind, build)
+                build_s: float | None = time.perf_counter() - t0
+            else:
+                build_s = None
+            measured = measure(args, store, plain, qtexts, truth)
+        rows.append(
+            {
+                "spec": spec,
+                "index_type": kind,
+                "build_params": build,
+                "search_params": search,
+                "index_build_s": build_s,
+                "index_description": _index_info(client, FUNNEL).get(FIELD_HEAD, {}),
+                "head_index_estimate_mb": head_index_mb(args.n, search_dim, kind, build),
+                "index_files_mb": index_files_mb(client, args.server_data, FUNNEL),
+                "funnel": measured["rows"]["funnel"],
+                "langchain_milvus": measured["rows"]["langchain_milvus"],
+                "median_ratio_funnel_to_langchain_milvus": measured[
+                    "median_ratio_funnel_to_langchain_milvus"
+                ],
+            }
+        )
+        store.close()
+        print(
+            f"{spec}: recall@10 {rows[-1]['funnel']['recall_at_10']:.3f}, median ratio "
+            f"{rows[-1]['median_ratio_funnel_to_langchain_milvus']:.3f}, head index "
+            f"{rows[-1]['head_index_estimate_mb']:.1f} MB (est.)"
+        )
+    return rows
 
 
 def open_stores(args: argparse.Namespace, emb: Embeddings, drop: bool) -> tuple[Any, Any]:
@@ -188,6 +345,25 @@ def measure(
     }
 
 
+#: Options whose values name this machine: recorded as placeholders.
+PLACEHOLDERS = {"--uri": "URI", "--workdir": "W", "--server-data": "DIR"}
+
+
+def recorded_command(argv: list[str]) -> str:
+    """The command line as the JSON records it, machine-specific values as placeholders."""
+    out: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        key, eq, _ = arg.partition("=")
+        if key in PLACEHOLDERS:
+            out.append(f"{key}={PLACEHOLDERS[key]}" if eq else f"{key} {PLACEHOLDERS[key]}")
+            if not eq:
+                next(args, None)
+        else:
+            out.append(arg)
+    return " ".join(["python benchmarks/vs_langchain_milvus.py", *out])
+
+
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -209,12 +385,26 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=768)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--smoke", action="store_true", help="2,000 x 128 dims, 40 queries, Lite")
+    ap.add_argument(
+        "--head-indexes",
+        nargs="*",
+        default=[],
+        metavar="TYPE[:k=v,...]",
+        help="rebuild the funnel's head index as each of these after the default run",
+    )
+    ap.add_argument(
+        "--server-data",
+        default=None,
+        metavar="DIR",
+        help="the server's data folder (with index_files/): report its index files' size",
+    )
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if args.smoke:
         if args.uri:
             ap.error("--smoke runs on Milvus Lite; drop --uri")
         args.n, args.dim, args.queries = 2000, 128, 40
+        args.head_indexes = args.head_indexes or ["IVF_SQ8"]
     if args.uri and args.uri.endswith(".db"):
         ap.error(f"--uri {args.uri!r} is a Milvus Lite file; pass --workdir FOLDER instead")
     own_dir = not args.uri and not args.workdir
@@ -234,7 +424,7 @@ def main() -> None:
     emb = Precomputed(dict(zip(qtexts, queries.tolist())), args.dim)
 
     result: dict[str, Any] = {
-        "command": "python benchmarks/vs_langchain_milvus.py " + " ".join(sys.argv[1:]),
+        "command": recorded_command(sys.argv[1:]),
         "backend": "Embedded Milvus server" if args.uri else "Milvus Lite",
         "n": args.n,
         "dim": args.dim,
@@ -256,6 +446,13 @@ def main() -> None:
         "funnel": _hnsw_mb(args.n, funnel.search_dim, f_idx.get("head", {})),
         "langchain_milvus": _hnsw_mb(args.n, args.dim, next(iter(p_idx.values()), {})),
     }
+    result["index_files_mb"] = {
+        "funnel": index_files_mb(funnel.client, args.server_data, FUNNEL),
+        "langchain_milvus": index_files_mb(plain.client, args.server_data, PLAIN),
+    }
+    search_dim = funnel.search_dim
+    funnel.close()
+    result["head_variants"] = head_variants(args, emb, plain, qtexts, truth, search_dim)
     if not args.uri:
         result["disk_mb"] = {
             "funnel": dir_bytes(Path(args.workdir) / "funnel.db") / 2**20,
@@ -266,8 +463,11 @@ def main() -> None:
 
         for name in (FUNNEL, FUNNEL + META_SUFFIX, PLAIN):
             plain.client.drop_collection(name)
-    funnel.close()
-    print(json.dumps({k: result[k] for k in ("ingest", "rows", "index_memory")}, indent=1))
+    print(
+        json.dumps(
+            {k: result[k] for k in ("ingest", "rows", "index_memory", "index_files_mb")}, indent=1
+        )
+    )
     print(
         f"median per-query p50 ratio funnel / langchain-milvus: "
         f"{result['median_ratio_funnel_to_langchain_milvus']:.3f}"

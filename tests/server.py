@@ -462,7 +462,10 @@ def main() -> int:
     if len(sys.argv) == 5 and sys.argv[1] == "--child":
         return _child(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
     with MilvusTestServer() as server:
-        print(f"Milvus 2.3 at {server.uri} (started in {server.start_seconds:.1f} s); Ctrl-C stops")
+        print(
+            f"Milvus 2.3 at {server.uri} (started in {server.start_seconds:.1f} s), data in "
+            f"{server.base_dir / 'milvus' / 'data'}; Ctrl-C stops"
+        )
         try:
             signal.pause()
         except KeyboardInterrupt:

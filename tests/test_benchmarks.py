@@ -166,6 +166,18 @@ def test_vs_langchain_milvus_smoke_run(tmp_path) -> None:
     assert memory["funnel"]["dims_indexed"] < memory["langchain_milvus"]["dims_indexed"] == 128
     assert 0 < memory["funnel"]["estimate_mb"] < memory["langchain_milvus"]["estimate_mb"]
     assert result["command"].endswith("--json " + str(out))
+    assert "--workdir W " in result["command"]  # machine paths recorded as placeholders
+    # the quantized head: the same rows searched through an IVF_SQ8 head index
+    (variant,) = result["head_variants"]
+    assert variant["index_type"] == variant["index_description"]["index_type"] == "IVF_SQ8"
+    assert variant["index_build_s"] > 0
+    assert 0 < variant["head_index_estimate_mb"] < memory["funnel"]["estimate_mb"]
+    assert 0.0 <= variant["funnel"]["recall_at_10"] <= 1.0
+    sys.path.insert(0, str(BENCHMARKS))
+    from report import head_indexes_table
+
+    table = head_indexes_table(result)
+    assert "| IVF_SQ8 (store defaults) |" in table and "| HNSW (store defaults) |" in table
 
 
 def test_lite_profile_counts_a_sample_once_per_label_and_the_client_side_outside_its_calls(
