@@ -58,17 +58,9 @@ PLAIN = "bench_hnsw"
 
 def _wait_for_index(client: Any, collection: str, field: str, timeout: float = 1800) -> None:
     """A server builds indexes in the background: wait until every row is indexed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        info = client.describe_index(collection, index_name=field)
-        # indexed_rows counts rows an upsert replaced too, so it may exceed total_rows
-        if info.get("state") == "Finished" and info.get("indexed_rows", 0) >= info.get(
-            "total_rows", 1
-        ):
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"index on {collection}.{field} not built in {timeout} s: {info}")
-        time.sleep(1)
+    from langchain_matryoshka._indexes import wait_for_index
+
+    wait_for_index(client, collection, field, timeout)
 
 
 def ingest(args: argparse.Namespace, docs: np.ndarray) -> dict[str, Any]:

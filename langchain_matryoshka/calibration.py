@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from . import _filtered, _milvus, _pseudo, _querylog
+from . import _filtered, _head_choice, _milvus, _pseudo, _querylog
 from ._bounds import recall_lower_bounds
+from ._calibration_result import CalibrationPoint, CalibrationResult
 from .errors import ConfigurationError, InvalidInputError
 from .funnel import default_scales, funnel_rerank, make_plan
 
@@ -62,115 +63,6 @@ GROWTH_FACTOR = 2.0
 #: Latencies within this fraction of each other are a tie (the machine's noise).
 LATENCY_TIE = 0.05
 QUERY_SOURCES = ("given", "recorded", "pseudo")
-
-
-@dataclass(frozen=True)
-class CalibrationPoint:
-    """Recall and cost of one funnel setting."""
-
-    candidates: int
-    prune_ratio: float
-    scales: tuple[int, ...]
-    recall: float
-    """Mean recall@k against exact full-dimension search over the queries used."""
-    recall_lower: float
-    """One-sided lower confidence bound on that mean (see ``confidence``)."""
-    rerank_madds: int
-    """Multiply-adds per query spent reranking (sum of survivors x segment length)."""
-    latency_ms: float | None = None
-    """Median single-query search latency, measured for the contenders only."""
-
-
-@dataclass(frozen=True)
-class CalibrationResult:
-    """What :func:`calibrate` measured and chose."""
-
-    k: int
-    target_recall: float
-    confidence: float
-    reached: bool
-    candidates: int | None
-    """Chosen candidate count (None if no point reached the target)."""
-    prune_ratio: float | None
-    scales: tuple[int, ...] | None
-    expected_recall: float | None
-    """Mean recall@k of the chosen point on the queries used."""
-    recall_lower: float | None
-    """Its lower confidence bound: the promise, with probability ``confidence``."""
-    queries: str
-    """Which queries: "given", "recorded" (the store's sample of real ones) or "pseudo"."""
-    n_queries: int
-    pseudo_method: str | None
-    """"spans", "perturbed" or "documents" when ``queries == "pseudo"``."""
-    required_recall: float
-    """The level the bound had to reach: the target, or stricter for pseudo-queries."""
-    margin_cost: dict[str, Any] | None
-    """With pseudo-queries: the point chosen without the margin and what the margin adds."""
-    corpus_size: int
-    seconds: float
-    persisted: bool
-    curve: list[CalibrationPoint] = field(default_factory=list)
-
-    @property
-    def pseudo_queries(self) -> bool:
-        return self.queries == "pseudo"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "pseudo_queries": self.pseudo_queries}
-
-    def table(self) -> str:
-        """The curve as a markdown table."""
-        lines = [
-            "| candidates | prune_ratio | scales | recall@k | lower bound | rerank madds/query "
-            "| ms/query |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for p in self.curve:
-            ms = "-" if p.latency_ms is None else f"{p.latency_ms:.1f}"
-            lines.append(
-                f"| {p.candidates} | {p.prune_ratio:g} | {','.join(map(str, p.scales))} | "
-                f"{p.recall:.4f} | {p.recall_lower:.4f} | {p.rerank_madds:,} | {ms} |"
-            )
-        return "\n".join(lines)
-
-    def summary(self) -> str:
-        """What was used, promised and paid, in plain words."""
-        source = {
-            "given": "the queries passed in",
-            "recorded": "the store's recorded sample of real queries",
-            "pseudo": f"pseudo-queries made from stored documents ({self.pseudo_method}); "
-            "no real queries were passed or recorded",
-        }[self.queries]
-        lines = [f"queries: {self.n_queries}, {source}"]
-        if not self.reached:
-            lines.append(
-                f"no setting reached a lower bound of {self.required_recall:.4f} on recall@"
-                f"{self.k}; nothing was changed (try a larger candidate_grid or a lower target)"
-            )
-            return "\n".join(lines)
-        lines.append(
-            f"chosen: candidates={self.candidates}, prune_ratio={self.prune_ratio:g}, "
-            f"scales={list(self.scales or ())}: recall@{self.k} {self.expected_recall:.4f}, "
-            f"{self.confidence:.0%} lower bound {self.recall_lower:.4f} "
-            f"(needed {self.required_recall:.4f} for a target of {self.target_recall})"
-        )
-        if self.margin_cost is not None:
-            cost = self.margin_cost
-            lines.append(
-                f"real queries missed up to {cost['miss_ratio']:g}x as often as "
-                f"{self.pseudo_method} pseudo-queries where this was measured, so the bound "
-                f"had to reach {self.required_recall:.4f}; without that margin the choice "
-                f"would be {cost['candidates']} candidates: the margin costs "
-                f"{cost['extra_candidates']:+d} candidates, "
-                f"{cost['extra_madds_percent']:+.0f}% rerank multiply-adds"
-            )
-        if self.pseudo_queries:
-            lines.append(
-                "pass real queries, or record them (record_queries=1000), to calibrate on "
-                "the queries this store really answers"
-            )
-        lines.append("persisted as the store's defaults" if self.persisted else "not persisted")
-        return "\n".join(lines)
 
 
 def default_grid(k: int, count: int) -> list[int]:
@@ -256,6 +148,8 @@ def calibrate(
     show_progress: bool = False,
     expr: str | None = None,
     filter: Mapping[str, Any] | None = None,  # noqa: A002 - the searches' name
+    memory_budget_mb: float | None = None,
+    index_types: Sequence[str] | None = None,
 ) -> CalibrationResult:
     """Find the cheapest funnel whose recall@k lower bound reaches ``target_recall``.
 
@@ -272,6 +166,13 @@ def calibrate(
     rows matching it (pseudo-queries drawn from them, exact search among them, the
     head search filtered as such searches run it). ``persist`` (default: True without
     a condition, False with one) saves the choice as the store's funnel defaults.
+
+    An IVF head's search depth (``nprobe``) is calibrated with the funnel. With
+    ``memory_budget_mb`` the head index is chosen too: each type of ``index_types``
+    (default: every one the backend builds, :data:`._head_choice.PREFERENCE` order) whose
+    estimated memory fits the budget is built in turn, and the first that reaches the
+    target is kept (each build indexes every row again: minutes at scale). When none
+    reaches, the store's head index is built again as it was.
     """
     started = time.perf_counter()
     layout = engine.layout or engine.refresh()
@@ -299,6 +200,13 @@ def calibrate(
             f"pseudo_margin={pseudo_margin!r} must be a number >= 1 (real misses per "
             "pseudo-query miss; 1.0 trusts pseudo-queries as they are); pass e.g. 1.5"
         )
+    if memory_budget_mb is not None and where:
+        raise ConfigurationError(
+            "memory_budget_mb chooses the head index every search uses; calibrate it "
+            "without expr/filter, then calibrate filtered searches on that index"
+        )
+    if index_types is not None and memory_budget_mb is None:
+        raise ConfigurationError("index_types= needs memory_budget_mb=; pass both")
     if pseudo is not None and pseudo not in _pseudo.PSEUDO_METHODS:
         raise ConfigurationError(
             f"pseudo={pseudo!r} is not a pseudo-query method; pass one of "
@@ -366,60 +274,18 @@ def calibrate(
     if method is not None:
         ratio = PSEUDO_MISS_RATIO[method] if pseudo_margin is None else float(pseudo_margin)
     required = 1.0 - (1.0 - target_recall) / ratio
-    denom = np.array([max(len(t), 1) for t in truth], dtype=np.float64)
-    hits = {key: np.zeros(len(qvecs)) for key in plans}
-    lower: dict[tuple, float] = {}
-    done = 0
-    for tier in _tiers(grid):
-        todo = {key: plan for key, plan in plans.items() if done < key[0] <= tier}
-        chunk = max(1, CANDIDATE_BUDGET // (tier * layout.dim))
-        starts = range(0, len(qvecs), chunk)
-        if show_progress:
-            from tqdm.auto import tqdm
-
-            starts = tqdm(starts, desc=f"calibrating (<= {tier} candidates)", unit="chunk")
-        for start in starts:
-            scope: dict[str, Any] = {}
-            if where:  # as a filtered search of this many candidates runs it
-                ef = _filtered.choose(count, scope_rows, tier, exact_rows=0).ef
-                scope = {"where": where, "partitions": partitions, "ef": ef}
-            q, cands = engine.head_candidates(qvecs[start : start + chunk], tier, **scope)
-            for key, plan in todo.items():
-                c = key[0]
-                ranked = funnel_rerank(q, cands.vectors[:, :c], np.minimum(cands.n_valid, c), plan)
-                for qi, row in enumerate(ranked.indices.tolist()):
-                    o = own[start + qi]
-                    got = [cands.ids[qi][j] for j in row if j >= 0 and cands.ids[qi][j] != o]
-                    hits[key][start + qi] = len(set(got[:k]) & set(truth[start + qi]))
-        keys = list(todo)
-        bounds = recall_lower_bounds(
-            np.stack([hits[key] / denom for key in keys]), k, confidence, seed=seed
+    sweep = _Sweep(
+        engine, qvecs, own, truth, plans, grid, k, confidence, seed, required, show_progress,
+        {"where": where, "partitions": partitions, "count": count, "rows": scope_rows},
+    )
+    condition = {"expr": expr, "filter": filter}
+    trials: list[dict[str, Any]] = []
+    if memory_budget_mb is None:
+        curve, chosen = _select(sweep, engine.collection, measure_latency, condition)
+    else:
+        curve, chosen = _choose_head(
+            sweep, memory_budget_mb, index_types, measure_latency, trials
         )
-        lower.update(zip(keys, bounds.tolist()))
-        done = tier
-        if any(lower[key] >= required for key in keys):
-            break  # larger counts only cost more
-
-    curve = [
-        CalibrationPoint(
-            candidates=key[0],
-            prune_ratio=key[1],
-            scales=key[2],
-            recall=float(np.mean(hits[key] / denom)),
-            recall_lower=lower[key],
-            rerank_madds=_madds(plan.stage_sizes(), plan.scales),
-        )
-        for key, plan in plans.items()
-        if key in lower
-    ]
-    best = _contenders(curve, required)
-    if measure_latency and best:
-        timed = _latencies(engine, qvecs, best, k, {"expr": expr, "filter": filter})
-        best = [_with(pt, latency_ms=timed[i]) for i, pt in enumerate(best)]
-    chosen = _choose(best)
-    if chosen is not None and measure_latency:
-        curve = [next((b for b in best if _key(b) == _key(pt)), pt) for pt in curve]
-    curve.sort(key=lambda pt: (pt.scales, pt.prune_ratio, pt.candidates))
 
     margin_cost = None
     if source == "pseudo" and chosen is not None and ratio > 1.0:
@@ -436,6 +302,7 @@ def calibrate(
                 "miss_ratio": ratio,
             }
     persisted = False
+    head = engine.collection
     if chosen is not None and persist:
         engine.save_defaults(
             {
@@ -457,7 +324,10 @@ def calibrate(
                 "corpus_size": count,
                 "condition": where or None,
                 "calibrated_at": time.time(),
+                "index_type": head.index_type,
+                "memory_budget_mb": memory_budget_mb,
             },
+            head_search=chosen.head_params,
         )
         persisted = True
     return CalibrationResult(
@@ -479,7 +349,192 @@ def calibrate(
         seconds=time.perf_counter() - started,
         persisted=persisted,
         curve=curve,
+        index_type=head.index_type,
+        index_params=dict(head.index_params),
+        head_search_params=None if chosen is None else dict(chosen.head_params),
+        memory_budget_mb=memory_budget_mb,
+        index_trials=trials,
     )
+
+
+class _Sweep(NamedTuple):
+    """What every head setting of one calibration is measured on (queries, truth, plans)."""
+
+    engine: Engine
+    qvecs: np.ndarray
+    own: list[str | None]
+    truth: list[list[str]]
+    plans: dict[tuple, Any]
+    grid: list[int]
+    k: int
+    confidence: float
+    seed: int
+    required: float
+    show_progress: bool
+    scope: dict[str, Any]
+
+    def points(self, head_params: Mapping[str, Any]) -> list[CalibrationPoint]:
+        """Recall and its bound of every plan, head searched with ``head_params``."""
+        engine, qvecs, own, truth, k = self.engine, self.qvecs, self.own, self.truth, self.k
+        dim = qvecs.shape[1]
+        denom = np.array([max(len(t), 1) for t in truth], dtype=np.float64)
+        hits = {key: np.zeros(len(qvecs)) for key in self.plans}
+        lower: dict[tuple, float] = {}
+        done = 0
+        tiers = _tiers(self.grid)
+        while tiers:
+            tier = tiers.pop(0)
+            todo = {key: plan for key, plan in self.plans.items() if done < key[0] <= tier}
+            chunk = max(1, CANDIDATE_BUDGET // (tier * dim))
+            starts = range(0, len(qvecs), chunk)
+            exhausted = True  # no query got as many hits as asked: deeper finds no more
+            if self.show_progress:
+                from tqdm.auto import tqdm
+
+                starts = tqdm(starts, desc=f"calibrating (<= {tier} candidates)", unit="chunk")
+            for start in starts:
+                scope: dict[str, Any] = {"head_params": dict(head_params)} if head_params else {}
+                if self.scope["where"]:  # as a filtered search of this many candidates runs it
+                    ef = _filtered.choose(
+                        self.scope["count"], self.scope["rows"], tier, exact_rows=0
+                    ).ef
+                    scope.update(
+                        where=self.scope["where"], partitions=self.scope["partitions"], ef=ef
+                    )
+                q, cands = engine.head_candidates(qvecs[start : start + chunk], tier, **scope)
+                exhausted = exhausted and int(cands.n_valid.max(initial=0)) < tier
+                for key, plan in todo.items():
+                    c = key[0]
+                    ranked = funnel_rerank(
+                        q, cands.vectors[:, :c], np.minimum(cands.n_valid, c), plan
+                    )
+                    for qi, row in enumerate(ranked.indices.tolist()):
+                        o = own[start + qi]
+                        got = [cands.ids[qi][j] for j in row if j >= 0 and cands.ids[qi][j] != o]
+                        hits[key][start + qi] = len(set(got[:k]) & set(truth[start + qi]))
+            keys = list(todo)
+            bounds = recall_lower_bounds(
+                np.stack([hits[key] / denom for key in keys]), k, self.confidence, seed=self.seed
+            )
+            lower.update(zip(keys, bounds.tolist()))
+            done = tier
+            if any(lower[key] >= self.required for key in keys):
+                break  # larger counts only cost more
+            if exhausted:  # deeper tiers would bring the same hits: one pass at the top
+                tiers = tiers[-1:]
+        return [
+            CalibrationPoint(
+                candidates=key[0],
+                prune_ratio=key[1],
+                scales=key[2],
+                recall=float(np.mean(hits[key] / denom)),
+                recall_lower=lower[key],
+                rerank_madds=_madds(plan.stage_sizes(), plan.scales),
+                head_params=dict(head_params),
+            )
+            for key, plan in self.plans.items()
+            if key in lower
+        ]
+
+
+def _select(
+    sweep: _Sweep,
+    collection: Any,
+    measure_latency: bool,
+    condition: Mapping[str, Any],
+    search_grid: Sequence[Mapping[str, Any]] | None = None,
+) -> tuple[list[CalibrationPoint], CalibrationPoint | None]:
+    """The curve over the head's search settings, and the cheapest point reaching the bound.
+
+    An IVF head sweeps ``nprobe`` upwards (:func:`._head_choice.nprobe_grid`), stopping
+    one setting past the first that reaches the bound: a deeper search can need fewer
+    candidates, and latency decides between them.
+    """
+    if search_grid is None:
+        search_grid = [{}]
+        if collection.index_type in _head_choice.IVF_TYPES:
+            search_grid = _head_choice.nprobe_grid(int(collection.index_params.get("nlist", 128)))
+    curve: list[CalibrationPoint] = []
+    reached_at = None
+    for i, params in enumerate(search_grid):
+        points = sweep.points(params)
+        curve += points
+        if reached_at is None and any(p.recall_lower >= sweep.required for p in points):
+            reached_at = i
+        if reached_at is not None and i > reached_at:
+            break
+    best = _contenders(curve, sweep.required)
+    if measure_latency and best:
+        timed = _latencies(sweep.engine, sweep.qvecs, best, sweep.k, condition)
+        best = [_with(pt, latency_ms=timed[i]) for i, pt in enumerate(best)]
+    chosen = _choose(best)
+    if chosen is not None and measure_latency:
+        curve = [next((b for b in best if _key(b) == _key(pt)), pt) for pt in curve]
+    curve.sort(key=lambda pt: (_head_key(pt), pt.scales, pt.prune_ratio, pt.candidates))
+    return curve, chosen
+
+
+def _choose_head(
+    sweep: _Sweep,
+    budget_mb: float,
+    index_types: Sequence[str] | None,
+    measure_latency: bool,
+    trials: list[dict[str, Any]],
+) -> tuple[list[CalibrationPoint], CalibrationPoint | None]:
+    """Try each head index that fits the budget, best first; keep the first that reaches.
+
+    Each option is built over every row (minutes at scale). When none reaches the
+    bound, the head index the store had is built again. ``trials`` receives a row per
+    option tried.
+    """
+    engine = sweep.engine
+    collection = engine.collection
+    layout = engine.layout
+    assert layout is not None  # calibrate() checked
+    fits = _head_choice.options(
+        collection.backend, engine.count(""), layout.search_dim, budget_mb, index_types
+    )
+    original = (collection.index_type, dict(collection.index_params))
+    curve: list[CalibrationPoint] = []
+    chosen = None
+    try:
+        for option in fits:
+            started = time.perf_counter()
+            if (collection.index_type, collection.index_params) != (
+                option.index_type,
+                _milvus.build_params(option.index_type, option.build, layout.search_dim),
+            ):
+                engine.rebuild_head_index(option.index_type, option.build)
+            built = time.perf_counter() - started
+            curve, chosen = _select(sweep, collection, measure_latency, {}, option.search_grid)
+            trials.append(
+                {
+                    "index_type": option.index_type,
+                    "index_params": dict(collection.index_params),
+                    "memory_mb": option.memory_mb,
+                    "build_seconds": built,
+                    "reached": chosen is not None,
+                    "candidates": None if chosen is None else chosen.candidates,
+                    "search_params": None if chosen is None else chosen.head_params,
+                    "latency_ms": None if chosen is None else chosen.latency_ms,
+                }
+            )
+            if chosen is not None:
+                return curve, chosen
+    except Exception:
+        _restore(engine, original)
+        raise
+    _restore(engine, original)
+    return curve, None
+
+
+def _restore(engine: Engine, original: tuple[str, dict[str, Any]]) -> None:
+    if (engine.collection.index_type, engine.collection.index_params) != original:
+        engine.rebuild_head_index(*original)
+
+
+def _head_key(pt: CalibrationPoint) -> tuple:
+    return tuple(sorted(pt.head_params.items()))
 
 
 def _pseudo_queries(
@@ -524,7 +579,7 @@ PERTURB_COSINE = 0.6
 
 
 def _key(pt: CalibrationPoint) -> tuple:
-    return (pt.candidates, pt.prune_ratio, pt.scales)
+    return (_head_key(pt), pt.candidates, pt.prune_ratio, pt.scales)
 
 
 def _with(pt: CalibrationPoint, **changes: Any) -> CalibrationPoint:
@@ -532,10 +587,10 @@ def _with(pt: CalibrationPoint, **changes: Any) -> CalibrationPoint:
 
 
 def _contenders(curve: list[CalibrationPoint], required: float) -> list[CalibrationPoint]:
-    """Per (prune ratio, scales): the fewest candidates whose bound reaches ``required``."""
+    """Per (head setting, prune ratio, scales): the fewest candidates reaching ``required``."""
     best: dict[tuple, CalibrationPoint] = {}
     for pt in sorted(curve, key=lambda p: p.candidates):
-        shape = (pt.prune_ratio, pt.scales)
+        shape = (_head_key(pt), pt.prune_ratio, pt.scales)
         if pt.recall_lower >= required and shape not in best:
             best[shape] = pt
     return sorted(best.values(), key=lambda p: (p.candidates, p.rerank_madds))
@@ -577,6 +632,10 @@ def _latencies(
             },
         )
         for p in points
+    ]
+    planned = [
+        None if plan is None else plan._replace(head_params=p.head_params or None)
+        for plan, p in zip(planned, points)
     ]
     times: list[list[float]] = [[] for _ in points]
     for r in range(rounds):
