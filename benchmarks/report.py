@@ -172,6 +172,46 @@ def calibrate_scale_table(result: dict[str, Any]) -> str:
     ])
 
 
+def calibrate_budget_table(result: dict[str, Any]) -> str:
+    """docs/calibration.md: the head index calibrate() chose per memory budget."""
+    lines = [
+        "| budget MiB (x HNSW head) | chosen head index | nprobe | candidates | held-out "
+        "recall@10 | p50 ms | head index MiB (est. / files) | types tried | calibration s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        budget = f"{row['budget_mb']:,.1f} ({row['budget_fraction']:g}x)"
+        if "error" in row:
+            lines.append(f"| {budget} | none fits: refused | - | - | - | - | - | - | - |")
+            continue
+        tried = ", ".join(
+            t["index_type"] + ("" if t["reached"] else " (not reached)") for t in row["trials"]
+        )
+        if not row["reached"]:
+            lines.append(f"| {budget} | none reached: {row['index_type']} kept | - | - | "
+                         f"{row['recall_at_10']:.3f} | {row['p50_ms']:.1f} | - | {tried} | "
+                         f"{row['calibration_s']:.0f} |")
+            continue
+        params = ", ".join(f"{k}={v}" for k, v in row["index_params"].items())
+        files = "-" if row["index_files_mb"] is None else f"{row['index_files_mb']:,.0f}"
+        lines.append(
+            f"| {budget} | {row['index_type']} ({params}) | "
+            f"{(row['head_search_params'] or {}).get('nprobe', '-')} | {row['candidates']} | "
+            f"{row['recall_at_10']:.3f} | {row['p50_ms']:.1f} | "
+            f"{row['head_index_estimate_mb']:,.1f} / {files} | {tried} | "
+            f"{row['calibration_s']:.0f} |"
+        )
+    where = result["server_version"] or "Milvus Lite"
+    lines += [
+        "",
+        f"{result['n']:,} synthetic rows, {result['dim']} dims, head {result['search_dim']}; "
+        f"calibrated on {result['calib_queries']} queries (target recall@10 "
+        f"{result['target_recall']}), judged on {result['eval_queries']} others; {where}; "
+        f"{result['hardware']} (shared); `{result['command']}`.",
+    ]
+    return "\n".join(lines)
+
+
 VS_RUNS = (
     ("Milvus Lite, 100k", "vs-langchain-milvus-lite-100000.json"),
     ("server 2.3.5, 100k", "vs-langchain-milvus-server-100000.json"),
@@ -305,6 +345,7 @@ REPORTS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "query-log-cost": ("query-log-cost-20000.json", query_log_cost_table),
     "indexing-api": ("indexing-api.json", indexing_api_table),
     "calibrate-scale": ("calibrate-scale-100000.json", calibrate_scale_table),
+    "calibrate-budget": ("calibrate-budget-lite-100000.json", calibrate_budget_table),
 }
 
 

@@ -305,7 +305,7 @@ def measure(
 PLACEHOLDERS = {"--uri": "URI", "--workdir": "W", "--server-data": "DIR"}
 
 
-def recorded_command(argv: list[str]) -> str:
+def recorded_command(argv: list[str], script: str = "benchmarks/vs_langchain_milvus.py") -> str:
     """The command line as the JSON records it, machine-specific values as placeholders."""
     out: list[str] = []
     args = iter(argv)
@@ -317,7 +317,7 @@ def recorded_command(argv: list[str]) -> str:
                 next(args, None)
         else:
             out.append(arg)
-    return " ".join(["python benchmarks/vs_langchain_milvus.py", *out])
+    return " ".join(["python " + script, *out])
 
 
 def _versions() -> dict[str, str]:

@@ -107,7 +107,8 @@ class CalibrationResult:
             lines.append(
                 f"head index {trial['index_type']} {trial['index_params']}: estimated "
                 f"{trial['memory_mb']:,.1f} MiB of a {self.memory_budget_mb:g} MiB budget, "
-                f"built in {trial['build_seconds']:.0f} s, {outcome}"
+                + (f"built in {trial['build_seconds']:.0f} s, " if trial["rebuilt"] else "kept, ")
+                + outcome
             )
         if not self.reached:
             lines.append(

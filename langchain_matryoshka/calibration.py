@@ -172,7 +172,7 @@ def calibrate(
     (default: every one the backend builds, :data:`._head_choice.PREFERENCE` order) whose
     estimated memory fits the budget is built in turn, and the first that reaches the
     target is kept (each build indexes every row again: minutes at scale). When none
-    reaches, the store's head index is built again as it was.
+    reaches, or ``persist`` is False, the store's head index is built again as it was.
     """
     started = time.perf_counter()
     layout = engine.layout or engine.refresh()
@@ -284,7 +284,7 @@ def calibrate(
         curve, chosen = _select(sweep, engine.collection, measure_latency, condition)
     else:
         curve, chosen = _choose_head(
-            sweep, memory_budget_mb, index_types, measure_latency, trials
+            sweep, memory_budget_mb, index_types, measure_latency, trials, keep=bool(persist)
         )
 
     margin_cost = None
@@ -480,12 +480,13 @@ def _choose_head(
     index_types: Sequence[str] | None,
     measure_latency: bool,
     trials: list[dict[str, Any]],
+    keep: bool = True,
 ) -> tuple[list[CalibrationPoint], CalibrationPoint | None]:
     """Try each head index that fits the budget, best first; keep the first that reaches.
 
     Each option is built over every row (minutes at scale). When none reaches the
-    bound, the head index the store had is built again. ``trials`` receives a row per
-    option tried.
+    bound, or without ``keep`` (a calibration that persists nothing), the head index
+    the store had is built again. ``trials`` receives a row per option tried.
     """
     engine = sweep.engine
     collection = engine.collection
@@ -500,10 +501,8 @@ def _choose_head(
     try:
         for option in fits:
             started = time.perf_counter()
-            if (collection.index_type, collection.index_params) != (
-                option.index_type,
-                _milvus.build_params(option.index_type, option.build, layout.search_dim),
-            ):
+            rebuilt = not _has_head(engine, option.index_type, option.build)
+            if rebuilt:
                 engine.rebuild_head_index(option.index_type, option.build)
             built = time.perf_counter() - started
             curve, chosen = _select(sweep, collection, measure_latency, {}, option.search_grid)
@@ -512,6 +511,7 @@ def _choose_head(
                     "index_type": option.index_type,
                     "index_params": dict(collection.index_params),
                     "memory_mb": option.memory_mb,
+                    "rebuilt": rebuilt,
                     "build_seconds": built,
                     "reached": chosen is not None,
                     "candidates": None if chosen is None else chosen.candidates,
@@ -520,16 +520,25 @@ def _choose_head(
                 }
             )
             if chosen is not None:
-                return curve, chosen
+                break
     except Exception:
         _restore(engine, original)
         raise
-    _restore(engine, original)
-    return curve, None
+    if chosen is None or not keep:
+        _restore(engine, original)
+    return curve, chosen
+
+
+def _has_head(engine: Engine, index_type: str, params: Mapping[str, Any]) -> bool:
+    """Whether the head index is ``index_type`` built with ``params`` (defaults filled in)."""
+    collection, dim = engine.collection, engine.layout.search_dim if engine.layout else 0
+    return collection.index_type == index_type and _milvus.build_params(
+        index_type, collection.index_params, dim
+    ) == _milvus.build_params(index_type, params, dim)
 
 
 def _restore(engine: Engine, original: tuple[str, dict[str, Any]]) -> None:
-    if (engine.collection.index_type, engine.collection.index_params) != original:
+    if not _has_head(engine, *original):
         engine.rebuild_head_index(*original)
 
 

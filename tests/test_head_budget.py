@@ -164,6 +164,7 @@ def test_a_memory_budget_rebuilds_the_head_as_the_best_type_that_fits(tmp_path, 
     )
     assert roomy.reached and roomy.index_type == "HNSW"
     assert [t["index_type"] for t in roomy.index_trials] == ["HNSW"]
+    assert not roomy.index_trials[0]["rebuilt"]  # the store's own head index
     assert head_index(store)[0] == "HNSW"
 
     budget = 1.2 * head_index_mb(N, HEAD, "IVF_SQ8", {"nlist": ivf_nlist(N)})
@@ -172,6 +173,7 @@ def test_a_memory_budget_rebuilds_the_head_as_the_best_type_that_fits(tmp_path, 
     )
     assert tight.reached and tight.persisted
     assert [t["index_type"] for t in tight.index_trials] == ["IVF_SQ8"]
+    assert tight.index_trials[0]["rebuilt"]
     assert tight.index_trials[0]["memory_mb"] <= budget
     assert head_index(store) == ("IVF_SQ8", {"nlist": ivf_nlist(N)})
     assert "nprobe" in tight.head_search_params
