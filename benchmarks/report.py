@@ -212,6 +212,30 @@ def calibrate_budget_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def server_paired_table(result: dict[str, Any]) -> str:
+    """docs/benchmarks.md: the funnel against full HNSW on a server (server_paired.py)."""
+    base = next(name for name in result["rows"] if name.startswith("full HNSW"))
+    lines = [
+        f"| search | recall@10 | p50 ms | p95 ms | paired ratio to {base.replace('=', ' ')} "
+        "| QPS single | QPS batch 32 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in result["rows"].items():
+        label = (f"funnel, {name.split()[1]} candidates" if name.startswith("funnel")
+                 else name.replace(" ef=", ", ef "))
+        ratio = f"{r['median_ratio_to_hnsw']:.3f}"
+        batch = "-" if r["qps_batch"] is None else f"{r['qps_batch']:.1f}"
+        lines.append(f"| {label} | {r['recall']:.4f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
+                     f"{ratio} | {r['qps_single']:.1f} | {batch} |")
+    lines += [
+        "",
+        f"{result['n']:,} synthetic vectors, {result['dim']} dims, head {result['search_dim']}, "
+        f"{result['queries']} queries, k=10, Milvus {result['server_version']} server, "
+        f"{result['consistency']} reads; {result['machine']} (shared); `{result['command']}`.",
+    ]
+    return "\n".join(lines)
+
+
 VS_RUNS = (
     ("Milvus Lite, 100k", "vs-langchain-milvus-lite-100000.json"),
     ("server 2.3.5, 100k", "vs-langchain-milvus-server-100000.json"),
