@@ -79,7 +79,7 @@ class IndexUpkeep:
                 create_index(self.client, self.name, FIELD_HEAD, self._index_params(layout))
             else:
                 self._create_head_index(layout)
-                wait_for_index(self.client, self.name, FIELD_HEAD)
+                self.wait_for_head_index()
             self.client.load_collection(self.name)
         except Exception:
             # Put the old head index back (the rows are intact), then report the failure.
@@ -89,6 +89,17 @@ class IndexUpkeep:
                     self._create_head_index(layout)
                 self.client.load_collection(self.name)
             raise
+
+    def wait_for_head_index(self) -> None:
+        """On a server, wait until the head index covers every flushed row.
+
+        A server builds indexes in the background; until then Milvus 2.3 searches the
+        flushed segments through a temporary IVF index of its own (measured: a
+        calibration right after ingesting 100k rows found no funnel reaching recall@10
+        0.99 on the HNSW head, one after the build did). Milvus Lite needs no wait.
+        """
+        if not self.lite:
+            wait_for_index(self.client, self.name, FIELD_HEAD)
 
     def _index_params(self, layout: Layout) -> Any:
         """The head index, the BM25 index and the declared columns' scalar indexes."""
@@ -114,6 +125,7 @@ class IndexUpkeep:
         """
         with lite_writes(self.lite, self.name, self.connection.uri):
             self.client.flush(self.name)
+        self.wait_for_head_index()
         self.client.release_collection(self.name)
         for attempt in range(20):
             try:

@@ -29,23 +29,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _filtered, _head_choice, _milvus, _pseudo, _querylog
-from ._bounds import recall_lower_bounds
-from ._calibration_result import CalibrationPoint, CalibrationResult
+from . import _milvus, _pseudo, _querylog
+from ._calibration_result import CalibrationResult
+from ._calibration_search import (  # noqa: F401 - re-exported: the calibration's settings
+    CANDIDATE_BUDGET,
+    LATENCY_TIE,
+    _choose,
+    _choose_head,
+    _contenders,
+    _madds,
+    _select,
+    _Sweep,
+)
 from .errors import ConfigurationError, InvalidInputError
-from .funnel import default_scales, funnel_rerank, make_plan
+from .funnel import default_scales, make_plan
 
 if TYPE_CHECKING:
     from ._engine import Engine
 
-#: Candidate floats fetched per head search while calibrating (Milvus returns them as
-#: Python lists, about 30 bytes a float in transit: 4M floats ~ 120 MB).
-CANDIDATE_BUDGET = 4_000_000
 #: Pseudo-queries sampled when no real queries are known.
 DEFAULT_N_PSEUDO = 1000
 DEFAULT_PRUNE_RATIOS = (0.5, 1.0)
@@ -60,8 +65,6 @@ DEFAULT_PRUNE_RATIOS = (0.5, 1.0)
 PSEUDO_MISS_RATIO = {"spans": 1.05, "perturbed": 3.0, "documents": 17.0}
 #: A calibration is stale once the collection holds this many times the rows it had.
 GROWTH_FACTOR = 2.0
-#: Latencies within this fraction of each other are a tie (the machine's noise).
-LATENCY_TIE = 0.05
 QUERY_SOURCES = ("given", "recorded", "pseudo")
 
 
@@ -89,16 +92,6 @@ def default_schedules(search_dim: int, dim: int) -> list[tuple[int, ...]]:
         out.append((2 * search_dim, dim))
     out.append((dim,))
     return list(dict.fromkeys(out))
-
-
-def _tiers(grid: Sequence[int]) -> list[int]:
-    top = max(grid)
-    return sorted({min(top, t) for t in (256, 1024)} | {top})
-
-
-def _madds(plan_sizes: Sequence[int], scales: Sequence[int]) -> int:
-    bounds = [0, *scales]
-    return int(sum(n * (b - a) for n, a, b in zip(plan_sizes, bounds, bounds[1:])))
 
 
 def is_stale(engine: Engine, count: int | None = None) -> bool:
@@ -180,6 +173,7 @@ def calibrate(
         raise InvalidInputError(
             f"collection {engine.collection.name!r} is empty; add documents before calibrating"
         )
+    engine.collection.wait_for_head_index()  # measure the index searches will use
     where = engine.where(expr, filter)
     partitions = engine.partitions_for(filter)
     if persist is None:
@@ -357,195 +351,6 @@ def calibrate(
     )
 
 
-class _Sweep(NamedTuple):
-    """What every head setting of one calibration is measured on (queries, truth, plans)."""
-
-    engine: Engine
-    qvecs: np.ndarray
-    own: list[str | None]
-    truth: list[list[str]]
-    plans: dict[tuple, Any]
-    grid: list[int]
-    k: int
-    confidence: float
-    seed: int
-    required: float
-    show_progress: bool
-    scope: dict[str, Any]
-
-    def points(self, head_params: Mapping[str, Any]) -> list[CalibrationPoint]:
-        """Recall and its bound of every plan, head searched with ``head_params``."""
-        engine, qvecs, own, truth, k = self.engine, self.qvecs, self.own, self.truth, self.k
-        dim = qvecs.shape[1]
-        denom = np.array([max(len(t), 1) for t in truth], dtype=np.float64)
-        hits = {key: np.zeros(len(qvecs)) for key in self.plans}
-        lower: dict[tuple, float] = {}
-        done = 0
-        tiers = _tiers(self.grid)
-        while tiers:
-            tier = tiers.pop(0)
-            todo = {key: plan for key, plan in self.plans.items() if done < key[0] <= tier}
-            chunk = max(1, CANDIDATE_BUDGET // (tier * dim))
-            starts = range(0, len(qvecs), chunk)
-            exhausted = True  # no query got as many hits as asked: deeper finds no more
-            if self.show_progress:
-                from tqdm.auto import tqdm
-
-                starts = tqdm(starts, desc=f"calibrating (<= {tier} candidates)", unit="chunk")
-            for start in starts:
-                scope: dict[str, Any] = {"head_params": dict(head_params)} if head_params else {}
-                if self.scope["where"]:  # as a filtered search of this many candidates runs it
-                    ef = _filtered.choose(
-                        self.scope["count"], self.scope["rows"], tier, exact_rows=0
-                    ).ef
-                    scope.update(
-                        where=self.scope["where"], partitions=self.scope["partitions"], ef=ef
-                    )
-                q, cands = engine.head_candidates(qvecs[start : start + chunk], tier, **scope)
-                exhausted = exhausted and int(cands.n_valid.max(initial=0)) < tier
-                for key, plan in todo.items():
-                    c = key[0]
-                    ranked = funnel_rerank(
-                        q, cands.vectors[:, :c], np.minimum(cands.n_valid, c), plan
-                    )
-                    for qi, row in enumerate(ranked.indices.tolist()):
-                        o = own[start + qi]
-                        got = [cands.ids[qi][j] for j in row if j >= 0 and cands.ids[qi][j] != o]
-                        hits[key][start + qi] = len(set(got[:k]) & set(truth[start + qi]))
-            keys = list(todo)
-            bounds = recall_lower_bounds(
-                np.stack([hits[key] / denom for key in keys]), k, self.confidence, seed=self.seed
-            )
-            lower.update(zip(keys, bounds.tolist()))
-            done = tier
-            if any(lower[key] >= self.required for key in keys):
-                break  # larger counts only cost more
-            if exhausted:  # deeper tiers would bring the same hits: one pass at the top
-                tiers = tiers[-1:]
-        return [
-            CalibrationPoint(
-                candidates=key[0],
-                prune_ratio=key[1],
-                scales=key[2],
-                recall=float(np.mean(hits[key] / denom)),
-                recall_lower=lower[key],
-                rerank_madds=_madds(plan.stage_sizes(), plan.scales),
-                head_params=dict(head_params),
-            )
-            for key, plan in self.plans.items()
-            if key in lower
-        ]
-
-
-def _select(
-    sweep: _Sweep,
-    collection: Any,
-    measure_latency: bool,
-    condition: Mapping[str, Any],
-    search_grid: Sequence[Mapping[str, Any]] | None = None,
-) -> tuple[list[CalibrationPoint], CalibrationPoint | None]:
-    """The curve over the head's search settings, and the cheapest point reaching the bound.
-
-    An IVF head sweeps ``nprobe`` upwards (:func:`._head_choice.nprobe_grid`), stopping
-    one setting past the first that reaches the bound: a deeper search can need fewer
-    candidates, and latency decides between them.
-    """
-    if search_grid is None:
-        search_grid = [{}]
-        if collection.index_type in _head_choice.IVF_TYPES:
-            search_grid = _head_choice.nprobe_grid(int(collection.index_params.get("nlist", 128)))
-    curve: list[CalibrationPoint] = []
-    reached_at = None
-    for i, params in enumerate(search_grid):
-        points = sweep.points(params)
-        curve += points
-        if reached_at is None and any(p.recall_lower >= sweep.required for p in points):
-            reached_at = i
-        if reached_at is not None and i > reached_at:
-            break
-    best = _contenders(curve, sweep.required)
-    if measure_latency and best:
-        timed = _latencies(sweep.engine, sweep.qvecs, best, sweep.k, condition)
-        best = [_with(pt, latency_ms=timed[i]) for i, pt in enumerate(best)]
-    chosen = _choose(best)
-    if chosen is not None and measure_latency:
-        curve = [next((b for b in best if _key(b) == _key(pt)), pt) for pt in curve]
-    curve.sort(key=lambda pt: (_head_key(pt), pt.scales, pt.prune_ratio, pt.candidates))
-    return curve, chosen
-
-
-def _choose_head(
-    sweep: _Sweep,
-    budget_mb: float,
-    index_types: Sequence[str] | None,
-    measure_latency: bool,
-    trials: list[dict[str, Any]],
-    keep: bool = True,
-) -> tuple[list[CalibrationPoint], CalibrationPoint | None]:
-    """Try each head index that fits the budget, best first; keep the first that reaches.
-
-    Each option is built over every row (minutes at scale). When none reaches the
-    bound, or without ``keep`` (a calibration that persists nothing), the head index
-    the store had is built again. ``trials`` receives a row per option tried.
-    """
-    engine = sweep.engine
-    collection = engine.collection
-    layout = engine.layout
-    assert layout is not None  # calibrate() checked
-    fits = _head_choice.options(
-        collection.backend, engine.count(""), layout.search_dim, budget_mb, index_types
-    )
-    original = (collection.index_type, dict(collection.index_params))
-    curve: list[CalibrationPoint] = []
-    chosen = None
-    try:
-        for option in fits:
-            started = time.perf_counter()
-            rebuilt = not _has_head(engine, option.index_type, option.build)
-            if rebuilt:
-                engine.rebuild_head_index(option.index_type, option.build)
-            built = time.perf_counter() - started
-            curve, chosen = _select(sweep, collection, measure_latency, {}, option.search_grid)
-            trials.append(
-                {
-                    "index_type": option.index_type,
-                    "index_params": dict(collection.index_params),
-                    "memory_mb": option.memory_mb,
-                    "rebuilt": rebuilt,
-                    "build_seconds": built,
-                    "reached": chosen is not None,
-                    "candidates": None if chosen is None else chosen.candidates,
-                    "search_params": None if chosen is None else chosen.head_params,
-                    "latency_ms": None if chosen is None else chosen.latency_ms,
-                }
-            )
-            if chosen is not None:
-                break
-    except Exception:
-        _restore(engine, original)
-        raise
-    if chosen is None or not keep:
-        _restore(engine, original)
-    return curve, chosen
-
-
-def _has_head(engine: Engine, index_type: str, params: Mapping[str, Any]) -> bool:
-    """Whether the head index is ``index_type`` built with ``params`` (defaults filled in)."""
-    collection, dim = engine.collection, engine.layout.search_dim if engine.layout else 0
-    return collection.index_type == index_type and _milvus.build_params(
-        index_type, collection.index_params, dim
-    ) == _milvus.build_params(index_type, params, dim)
-
-
-def _restore(engine: Engine, original: tuple[str, dict[str, Any]]) -> None:
-    if not _has_head(engine, *original):
-        engine.rebuild_head_index(*original)
-
-
-def _head_key(pt: CalibrationPoint) -> tuple:
-    return tuple(sorted(pt.head_params.items()))
-
-
 def _pseudo_queries(
     engine: Engine,
     embed_queries: Callable[[list[str]], Any] | None,
@@ -587,71 +392,3 @@ def _pseudo_queries(
 PERTURB_COSINE = 0.6
 
 
-def _key(pt: CalibrationPoint) -> tuple:
-    return (_head_key(pt), pt.candidates, pt.prune_ratio, pt.scales)
-
-
-def _with(pt: CalibrationPoint, **changes: Any) -> CalibrationPoint:
-    return CalibrationPoint(**{**asdict(pt), "scales": pt.scales, **changes})
-
-
-def _contenders(curve: list[CalibrationPoint], required: float) -> list[CalibrationPoint]:
-    """Per (head setting, prune ratio, scales): the fewest candidates reaching ``required``."""
-    best: dict[tuple, CalibrationPoint] = {}
-    for pt in sorted(curve, key=lambda p: p.candidates):
-        shape = (_head_key(pt), pt.prune_ratio, pt.scales)
-        if pt.recall_lower >= required and shape not in best:
-            best[shape] = pt
-    return sorted(best.values(), key=lambda p: (p.candidates, p.rerank_madds))
-
-
-def _choose(contenders: list[CalibrationPoint], by_latency: bool = True) -> CalibrationPoint | None:
-    """Fewest candidates, then fewest madds; a faster one (beyond the tie band) wins."""
-    if not contenders:
-        return None
-    chosen = contenders[0]
-    if by_latency:
-        for pt in contenders[1:]:
-            if (
-                pt.latency_ms is not None
-                and chosen.latency_ms is not None
-                and pt.latency_ms < chosen.latency_ms * (1.0 - LATENCY_TIE)
-            ):
-                chosen = pt
-    return chosen
-
-
-def _latencies(
-    engine: Engine,
-    qvecs: np.ndarray,
-    points: list[CalibrationPoint],
-    k: int,
-    condition: Mapping[str, Any],
-    rounds: int = 15,
-) -> list[float]:
-    """Median ms of single-query searches per point, interleaved so noise is shared."""
-    planned = [
-        engine.plan(
-            k,
-            {
-                "candidates": p.candidates,
-                "prune_ratio": p.prune_ratio,
-                "scales": list(p.scales),
-                **{name: value for name, value in condition.items() if value is not None},
-            },
-        )
-        for p in points
-    ]
-    planned = [
-        None if plan is None else plan._replace(head_params=p.head_params or None)
-        for plan, p in zip(planned, points)
-    ]
-    times: list[list[float]] = [[] for _ in points]
-    for r in range(rounds):
-        q = qvecs[r % len(qvecs)][None, :]
-        order = range(len(points)) if r % 2 == 0 else reversed(range(len(points)))
-        for i in order:
-            t0 = time.perf_counter()
-            engine.search(q, planned[i], record=False)
-            times[i].append(1000.0 * (time.perf_counter() - t0))
-    return [float(np.median(t)) for t in times]
