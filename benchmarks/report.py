@@ -230,7 +230,7 @@ def server_paired_table(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"{result['n']:,} synthetic vectors, {result['dim']} dims, head {result['search_dim']}, "
-        f"{result['queries']} queries, k=10, Milvus {result['server_version']} server, "
+        f"{result['queries']} queries, k=10, Milvus server ({result['server_version']}), "
         f"{result['consistency']} reads; {result['machine']} (shared); `{result['command']}`.",
     ]
     return "\n".join(lines)
@@ -370,6 +370,8 @@ REPORTS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "indexing-api": ("indexing-api.json", indexing_api_table),
     "calibrate-scale": ("calibrate-scale-100000.json", calibrate_scale_table),
     "calibrate-budget": ("calibrate-budget-lite-100000.json", calibrate_budget_table),
+    "calibrate-budget-server": ("calibrate-budget-server-100000.json", calibrate_budget_table),
+    "server-paired-100k": ("server-paired-100000.json", server_paired_table),
 }
 
 
