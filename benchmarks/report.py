@@ -192,7 +192,7 @@ def calibrate_budget_table(result: dict[str, Any]) -> str:
                          f"{row['recall_at_10']:.3f} | {row['p50_ms']:.1f} | - | {tried} | "
                          f"{row['calibration_s']:.0f} |")
             continue
-        params = ", ".join(f"{k}={v}" for k, v in row["index_params"].items())
+        params = ", ".join(f"{k}={v}" for k, v in row["index_params"].items()) or "defaults"
         files = "-" if row["index_files_mb"] is None else f"{row['index_files_mb']:,.0f}"
         lines.append(
             f"| {budget} | {row['index_type']} ({params}) | "
