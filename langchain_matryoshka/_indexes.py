@@ -73,10 +73,11 @@ def wait_for_index(
     deadline = time.monotonic() + timeout
     while True:
         info = client.describe_index(collection, index_name=field) or {}
-        # indexed_rows counts rows an upsert replaced too, so it may exceed total_rows
-        if info.get("state") == "Finished" and int(info.get("indexed_rows", 0)) >= int(
-            info.get("total_rows", 1)
-        ):
+        # indexed_rows counts rows an upsert replaced too, so it may exceed total_rows;
+        # nothing pending: all the server will index now is indexed
+        indexed, total = int(info.get("indexed_rows", 0)), int(info.get("total_rows", 1))
+        pending = int(info.get("pending_index_rows", 1))
+        if info.get("state") == "Finished" and (indexed >= total or pending == 0):
             return
         if time.monotonic() > deadline:
             raise MilvusConnectionError(
