@@ -172,6 +172,70 @@ def calibrate_scale_table(result: dict[str, Any]) -> str:
     ])
 
 
+def calibrate_budget_table(result: dict[str, Any]) -> str:
+    """docs/calibration.md: the head index calibrate() chose per memory budget."""
+    lines = [
+        "| budget MiB (x HNSW head) | chosen head index | nprobe | candidates | held-out "
+        "recall@10 | p50 ms | head index MiB (est. / files) | types tried | calibration s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        budget = f"{row['budget_mb']:,.1f} ({row['budget_fraction']:g}x)"
+        if "error" in row:
+            lines.append(f"| {budget} | none fits: refused | - | - | - | - | - | - | - |")
+            continue
+        tried = ", ".join(
+            t["index_type"] + ("" if t["reached"] else " (not reached)") for t in row["trials"]
+        )
+        if not row["reached"]:
+            lines.append(f"| {budget} | none reached: {row['index_type']} kept | - | - | "
+                         f"{row['recall_at_10']:.3f} | {row['p50_ms']:.1f} | - | {tried} | "
+                         f"{row['calibration_s']:.0f} |")
+            continue
+        params = ", ".join(f"{k}={v}" for k, v in row["index_params"].items()) or "defaults"
+        files = "-" if row["index_files_mb"] is None else f"{row['index_files_mb']:,.0f}"
+        lines.append(
+            f"| {budget} | {row['index_type']} ({params}) | "
+            f"{(row['head_search_params'] or {}).get('nprobe', '-')} | {row['candidates']} | "
+            f"{row['recall_at_10']:.3f} | {row['p50_ms']:.1f} | "
+            f"{row['head_index_estimate_mb']:,.1f} / {files} | {tried} | "
+            f"{row['calibration_s']:.0f} |"
+        )
+    where = result["server_version"] or "Milvus Lite"
+    lines += [
+        "",
+        f"{result['n']:,} synthetic rows, {result['dim']} dims, head {result['search_dim']}; "
+        f"calibrated on {result['calib_queries']} queries (target recall@10 "
+        f"{result['target_recall']}), judged on {result['eval_queries']} others; {where}; "
+        f"{result['hardware']} (shared); `{result['command']}`.",
+    ]
+    return "\n".join(lines)
+
+
+def server_paired_table(result: dict[str, Any]) -> str:
+    """docs/benchmarks.md: the funnel against full HNSW on a server (server_paired.py)."""
+    base = next(name for name in result["rows"] if name.startswith("full HNSW"))
+    lines = [
+        f"| search | recall@10 | p50 ms | p95 ms | paired ratio to {base.replace('=', ' ')} "
+        "| QPS single | QPS batch 32 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in result["rows"].items():
+        label = (f"funnel, {name.split()[1]} candidates" if name.startswith("funnel")
+                 else name.replace(" ef=", ", ef "))
+        ratio = f"{r['median_ratio_to_hnsw']:.3f}"
+        batch = "-" if r["qps_batch"] is None else f"{r['qps_batch']:.1f}"
+        lines.append(f"| {label} | {r['recall']:.4f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
+                     f"{ratio} | {r['qps_single']:.1f} | {batch} |")
+    lines += [
+        "",
+        f"{result['n']:,} synthetic vectors, {result['dim']} dims, head {result['search_dim']}, "
+        f"{result['queries']} queries, k=10, Milvus server ({result['server_version']}), "
+        f"{result['consistency']} reads; {result['machine']} (shared); `{result['command']}`.",
+    ]
+    return "\n".join(lines)
+
+
 VS_RUNS = (
     ("Milvus Lite, 100k", "vs-langchain-milvus-lite-100000.json"),
     ("server 2.3.5, 100k", "vs-langchain-milvus-server-100000.json"),
@@ -305,6 +369,9 @@ REPORTS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "query-log-cost": ("query-log-cost-20000.json", query_log_cost_table),
     "indexing-api": ("indexing-api.json", indexing_api_table),
     "calibrate-scale": ("calibrate-scale-100000.json", calibrate_scale_table),
+    "calibrate-budget": ("calibrate-budget-lite-100000.json", calibrate_budget_table),
+    "calibrate-budget-server": ("calibrate-budget-server-100000.json", calibrate_budget_table),
+    "server-paired-100k": ("server-paired-100000.json", server_paired_table),
 }
 
 

@@ -58,17 +58,9 @@ PLAIN = "bench_hnsw"
 
 def _wait_for_index(client: Any, collection: str, field: str, timeout: float = 1800) -> None:
     """A server builds indexes in the background: wait until every row is indexed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        info = client.describe_index(collection, index_name=field)
-        # indexed_rows counts rows an upsert replaced too, so it may exceed total_rows
-        if info.get("state") == "Finished" and info.get("indexed_rows", 0) >= info.get(
-            "total_rows", 1
-        ):
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"index on {collection}.{field} not built in {timeout} s: {info}")
-        time.sleep(1)
+    from langchain_matryoshka._indexes import wait_for_index
+
+    wait_for_index(client, collection, field, timeout)
 
 
 def ingest(args: argparse.Namespace, docs: np.ndarray) -> dict[str, Any]:
@@ -201,6 +193,18 @@ def measure(args: argparse.Namespace, queries: np.ndarray, truth: np.ndarray) ->
     return rows
 
 
+def _command(argv: list[str]) -> str:
+    """The command line as the JSON records it, the server's uri as a placeholder."""
+    out, args = [], iter(argv)
+    for arg in args:
+        if arg == "--uri":
+            out.append("--uri URI")
+            next(args, None)
+        else:
+            out.append("--uri=URI" if arg.startswith("--uri=") else arg)
+    return " ".join(["python benchmarks/server_paired.py", *out])
+
+
 def report(n: int, rows: dict[str, Any], uri_kind: str) -> str:
     lines = [
         f"\n{uri_kind}: {n:,} synthetic vectors, head search on 128 dims, k={K}",
@@ -247,10 +251,16 @@ def main() -> None:
     result: dict[str, Any] = {
         "n": args.n, "dim": args.dim, "search_dim": args.search_dim, "queries": args.queries,
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+        "command": _command(sys.argv[1:]),
     }
     if not args.reuse:
         result.update(ingest(args, docs))
     result["rows"] = measure(args, queries, truth)
+    from pymilvus import MilvusClient
+
+    version_client = MilvusClient(uri=args.uri)
+    result["server_version"] = str(version_client.get_server_version())
+    version_client.close()
     result["consistency"] = args.consistency
     print(report(args.n, result["rows"], f"Milvus server, {args.consistency}"), flush=True)
     if not args.keep:

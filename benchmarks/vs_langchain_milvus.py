@@ -67,6 +67,10 @@ from _synthetic import centres_for, synthetic  # noqa: E402
 from scale import dir_bytes, exact_ids, paired, pct, rss_mb, unit  # noqa: E402
 from server_paired import _wait_for_index  # noqa: E402
 
+from langchain_matryoshka._head_choice import head_index_mb  # noqa: E402
+from langchain_matryoshka._indexes import build_params  # noqa: E402
+from langchain_matryoshka._layout import FIELD_HEAD  # noqa: E402
+
 K = 10
 BATCH = 32
 CHUNK = 10000
@@ -116,35 +120,6 @@ def _hnsw_mb(n: int, dim: int, info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def head_index_mb(n: int, dim: int, index_type: str, build: dict[str, Any]) -> float:
-    """Estimated memory of an index over ``n`` vectors of ``dim`` floats (8-byte ids).
-
-    HNSW: the vectors plus 2 * M links of 4 bytes per row on layer 0; HNSW_SQ: one byte
-    per dimension plus the links; IVF_FLAT / IVF_SQ8: 4 or 1 bytes per dimension plus
-    the id, and ``nlist`` float32 centroids; IVF_PQ: ``m`` codes of ``nbits`` plus the
-    id, and 2**nbits float32 centroids per sub-space; FLAT: the vectors.
-    """
-    kind = index_type.upper()
-    m_links = int(build.get("M", 16))
-    nlist = int(build.get("nlist", 128))
-    if kind in ("HNSW", "AUTOINDEX"):
-        size = n * (4 * dim + 8 * m_links)
-    elif kind == "HNSW_SQ":
-        size = n * (dim + 8 * m_links)
-    elif kind == "IVF_FLAT":
-        size = n * (4 * dim + 8) + nlist * 4 * dim
-    elif kind == "IVF_SQ8":
-        size = n * (dim + 8) + nlist * 4 * dim
-    elif kind == "IVF_PQ":
-        nbits = int(build.get("nbits", 8))
-        size = n * (int(build["m"]) * nbits / 8 + 8) + 2**nbits * 4 * dim
-    elif kind == "FLAT":
-        size = n * 4 * dim
-    else:
-        raise ValueError(f"no memory estimate for index type {index_type!r}")
-    return size / 2**20
-
-
 def _parse_variant(spec: str, search_dim: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """``TYPE[:key=value,...]`` as (type, build params, search params)."""
     kind, _, rest = spec.partition(":")
@@ -156,12 +131,7 @@ def _parse_variant(spec: str, search_dim: int) -> tuple[str, dict[str, Any], dic
         if not sep:
             raise SystemExit(f"--head-indexes {spec!r}: expected key=value, got {item!r}")
         (search if key in ("nprobe", "ef") else build)[key] = int(value)
-    if kind == "IVF_PQ":  # the store has no IVF_PQ defaults: those of its IVF types
-        build.setdefault("nlist", 128)
-        build.setdefault("m", search_dim // 4)
-        build.setdefault("nbits", 8)
-        search.setdefault("nprobe", 16)
-    return kind, build, search
+    return kind, build_params(kind, build, search_dim), search
 
 
 def index_files_mb(client: Any, data_dir: str | None, collection: str) -> float | None:
@@ -200,8 +170,6 @@ def head_variants(
 ) -> list[dict[str, Any]]:
     """The funnel with its head index rebuilt as each ``--head-indexes`` type."""
     from langchain_matryoshka import MatryoshkaMilvus
-    from langchain_matryoshka._indexes import create_index, index_params_for
-    from langchain_matryoshka._layout import FIELD_HEAD
 
     rows = []
     built: tuple[str, dict[str, Any]] | None = None
@@ -211,24 +179,12 @@ def head_variants(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             store = MatryoshkaMilvus(
-                emb,
-                collection_name=FUNNEL,
-                connection_args=conn,
-                index_type=kind,
-                index_params=build,
-                search_params=search,
+                emb, collection_name=FUNNEL, connection_args=conn, search_params=search
             )
             client = store.client
             t0 = time.perf_counter()
             if (kind, build) != built:  # variants that differ in search params share a build
-                client.release_collection(FUNNEL)
-                client.drop_index(FUNNEL, FIELD_HEAD)
-                create_index(
-                    client, FUNNEL, FIELD_HEAD, index_params_for(client, not args.uri, kind, build)
-                )
-                if args.uri:
-                    _wait_for_index(client, FUNNEL, FIELD_HEAD)
-                client.load_collection(FUNNEL)
+                store.rebuild_head_index(kind, build)  # on a server: until every row is indexed
                 built = (kind, build)
                 build_s: float | None = time.perf_counter() - t0
             else:
@@ -349,7 +305,7 @@ def measure(
 PLACEHOLDERS = {"--uri": "URI", "--workdir": "W", "--server-data": "DIR"}
 
 
-def recorded_command(argv: list[str]) -> str:
+def recorded_command(argv: list[str], script: str = "benchmarks/vs_langchain_milvus.py") -> str:
     """The command line as the JSON records it, machine-specific values as placeholders."""
     out: list[str] = []
     args = iter(argv)
@@ -361,7 +317,7 @@ def recorded_command(argv: list[str]) -> str:
                 next(args, None)
         else:
             out.append(arg)
-    return " ".join(["python benchmarks/vs_langchain_milvus.py", *out])
+    return " ".join(["python " + script, *out])
 
 
 def _versions() -> dict[str, str]:

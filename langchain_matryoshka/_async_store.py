@@ -9,7 +9,7 @@ twice. Only the embedding step differs: it awaits the model's own async API
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -44,6 +44,7 @@ class AsyncStoreMethods:
         def max_marginal_relevance_search_by_vector(self, *args: Any, **kwargs: Any) -> Any: ...
         def build_index(self) -> None: ...
         def calibrate(self, *args: Any, **kwargs: Any) -> CalibrationResult: ...
+        def rebuild_head_index(self, *args: Any, **kwargs: Any) -> None: ...
         def exact_search_with_score(self, *args: Any, **kwargs: Any) -> list[tuple[str, float]]: ...
         def close(self) -> None: ...
 
@@ -213,6 +214,11 @@ class AsyncStoreMethods:
         self, queries: Sequence[str] | None = None, **kwargs: Any
     ) -> CalibrationResult:
         return await asyncio.to_thread(self.calibrate, queries, **kwargs)
+
+    async def arebuild_head_index(
+        self, index_type: str, index_params: Mapping[str, Any] | None = None
+    ) -> None:
+        await asyncio.to_thread(self.rebuild_head_index, index_type, index_params)
 
     async def aexact_search_with_score(
         self, query: str, k: int = 4, **kwargs: Any

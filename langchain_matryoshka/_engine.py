@@ -49,6 +49,7 @@ ROTATIONS = (None, "pca")
 #: second read could double the latency.
 FETCH_DOCUMENTS = ("auto", "with_candidates", "after_rerank")
 _ROTATION_KEY = "rotation"
+_HEAD_KEY = "head_index"
 
 
 
@@ -130,6 +131,7 @@ class Engine(SearchMethods, ReadMethods):
         self._check_declared(layout)
         self.expressions = layout.expressions(self.collection.lite)
         self.config = self.meta.read_config()
+        self._adopt_head_settings()
         properties = self.collection.properties()
         # The collection's properties name its rotation and basis (set when it was
         # created); collections from 0.1 name them in the settings config only.
@@ -196,14 +198,56 @@ class Engine(SearchMethods, ReadMethods):
     def check_defaults(self, layout: _milvus.Layout) -> None:
         make_plan(dim=layout.dim, search_dim=layout.search_dim, k=1, **self.defaults())
 
-    def save_defaults(self, settings: Mapping[str, Any], report: Mapping[str, Any]) -> None:
-        """Persist new funnel defaults (calibration) with the collection."""
+    def save_defaults(
+        self,
+        settings: Mapping[str, Any],
+        report: Mapping[str, Any],
+        head_search: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Persist new funnel defaults (calibration) with the collection.
+
+        ``head_search``: the head search parameters calibrated with them (an IVF head's
+        ``nprobe``), kept with the head index type they were measured on.
+        """
         with self.lock:
             config = dict(self.config)
             config["defaults"] = {k: settings[k] for k in FUNNEL_SETTINGS if k in settings}
             config["calibration"] = dict(report)
+            config[_HEAD_KEY] = {
+                "index_type": self.collection.index_type,
+                "search_params": dict(head_search or {}),
+            }
             self.meta.write_config(config)
             self.config = config
+            self._adopt_head_settings()
+
+    def _adopt_head_settings(self) -> None:
+        """Calibrated head search parameters, if measured on the head index it has now."""
+        head = self.config.get(_HEAD_KEY) or {}
+        same = head.get("index_type") == self.collection.index_type
+        self.collection.calibrated_search_params = dict(
+            (head.get("search_params") or {}) if same else {}
+        )
+
+    def rebuild_head_index(self, index_type: str, params: Mapping[str, Any] | None = None) -> None:
+        """Replace the head index (every row is indexed again: minutes at scale)."""
+        layout = self.layout or self.refresh()
+        if layout is None:
+            raise InvalidInputError(
+                f"collection {self.collection.name!r} is empty; pass index_type= when "
+                "creating the store instead"
+            )
+        kind = str(index_type).upper()
+        if self.collection.lite and kind not in _milvus.LITE_INDEX_TYPES:
+            raise ConfigurationError(
+                f"index_type={index_type!r} is not supported by Milvus Lite; pass one of "
+                + ", ".join(_milvus.LITE_INDEX_TYPES)
+            )
+        with self.lock:
+            build = _milvus.build_params(kind, params, layout.search_dim)
+            self.collection.rebuild_head(kind, build)
+            self.collection.explicit_index_type = False
+            self._adopt_head_settings()
 
     def drop(self) -> None:
         self.collection.drop()

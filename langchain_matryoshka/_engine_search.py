@@ -40,6 +40,8 @@ class Planned(NamedTuple):
     """Seconds each Milvus call of the search may take (None: the connection's)."""
     tenants: frozenset = frozenset()
     """The tenant values of the filter, when ``partitions`` is set."""
+    head_params: Mapping[str, Any] | None = None
+    """Head search parameters of this search only (calibration's latency runs)."""
 
 
 class Hit(NamedTuple):
@@ -162,6 +164,7 @@ class SearchMethods:
             partitions=partitions,
             timeout=timeout,
             ef=None if route is None else route.ef,
+            head_params=planned.head_params,
         )
         clock.lap("head_search")
         cands = _milvus.hits_to_candidates(hits, layout)
@@ -382,15 +385,23 @@ class SearchMethods:
         where: str = "",
         partitions: list[str] | None = None,
         ef: int | None = None,
+        head_params: Mapping[str, Any] | None = None,
     ) -> tuple[np.ndarray, _milvus.Candidates]:
         """Rotated queries and their head-search candidates, in head-score order.
 
-        ``where``, ``partitions``, ``ef``: the head search of a filtered search.
+        ``where``, ``partitions``, ``ef``: the head search of a filtered search;
+        ``head_params``: head search parameters (an IVF head's ``nprobe``).
         """
         layout = self._require_layout()
         q = self.query_vectors(queries, layout)
         hits = self.collection.search(
-            head_of(q, layout.search_dim), limit, where, False, partitions=partitions, ef=ef
+            head_of(q, layout.search_dim),
+            limit,
+            where,
+            False,
+            partitions=partitions,
+            ef=ef,
+            head_params=head_params,
         )
         return q, _milvus.hits_to_candidates(hits, layout)
 

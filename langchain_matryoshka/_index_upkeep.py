@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
 from ._connection import lite_writes
-from ._indexes import Backend, create_index, has_index, index_params_for
+from ._indexes import Backend, create_index, has_index, index_params_for, wait_for_index
 from ._layout import FIELD_HEAD, FIELD_SPARSE, Layout
 from ._schema import read_layout
 
@@ -47,17 +48,64 @@ class IndexUpkeep:
     def _has_head_index(self) -> bool:
         return has_index(self.client, self.name, FIELD_HEAD)
 
-    def _create_head_index(self) -> None:
+    def _create_head_index(self, layout: Layout) -> None:
         create_index(
             self.client,
             self.name,
             FIELD_HEAD,
-            index_params_for(self.client, self.lite, self.index_type, self.index_params),
+            index_params_for(
+                self.client, self.lite, self.index_type, self.index_params, layout.search_dim
+            ),
         )
+
+    def rebuild_head(self, index_type: str, params: dict[str, Any]) -> None:
+        """Replace the head index with ``index_type`` built with ``params``, then load.
+
+        Minutes at scale (1M rows, IVF_SQ8 with 1,024 lists: 919 s on a 2-core server):
+        searches meanwhile fail or scan. On Milvus Lite every index is rebuilt (its
+        drop_index drops them all); on servers only the head's.
+        """
+        with lite_writes(self.lite, self.name, self.connection.uri):
+            self._replace_head(index_type, params)
+
+    def _replace_head(self, index_type: str, params: dict[str, Any]) -> None:
+        layout = read_layout(self.client.describe_collection(self.name), self.name)
+        old = (self.index_type, self.index_params)
+        self.index_type, self.index_params = index_type.upper(), dict(params)
+        try:
+            self.client.release_collection(self.name)
+            self.client.drop_index(self.name, FIELD_HEAD)
+            if self.lite:
+                create_index(self.client, self.name, FIELD_HEAD, self._index_params(layout))
+            else:
+                self._create_head_index(layout)
+                self.wait_for_head_index()
+            self.client.load_collection(self.name)
+        except Exception:
+            # Put the old head index back (the rows are intact), then report the failure.
+            self.index_type, self.index_params = old
+            with contextlib.suppress(Exception):
+                if not self._has_head_index():
+                    self._create_head_index(layout)
+                self.client.load_collection(self.name)
+            raise
+
+    def wait_for_head_index(self) -> None:
+        """On a server, wait until the head index covers every flushed row.
+
+        A server builds indexes in the background; until then Milvus 2.3 searches the
+        flushed segments through a temporary IVF index of its own (measured: a
+        calibration right after ingesting 100k rows found no funnel reaching recall@10
+        0.99 on the HNSW head, one after the build did). Milvus Lite needs no wait.
+        """
+        if not self.lite:
+            wait_for_index(self.client, self.name, FIELD_HEAD)
 
     def _index_params(self, layout: Layout) -> Any:
         """The head index, the BM25 index and the declared columns' scalar indexes."""
-        index_params = index_params_for(self.client, self.lite, self.index_type, self.index_params)
+        index_params = index_params_for(
+            self.client, self.lite, self.index_type, self.index_params, layout.search_dim
+        )
         if layout.full_text is not None:
             index_params.add_index(
                 field_name=FIELD_SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25"
@@ -77,6 +125,7 @@ class IndexUpkeep:
         """
         with lite_writes(self.lite, self.name, self.connection.uri):
             self.client.flush(self.name)
+        self.wait_for_head_index()
         self.client.release_collection(self.name)
         for attempt in range(20):
             try:

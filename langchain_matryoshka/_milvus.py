@@ -43,9 +43,11 @@ from ._indexes import (  # noqa: F401 - the adapter's public names
     LITE_INDEX_TYPES,
     Backend,
     backend_of,
+    build_params,
     create_index,
     has_index,
     index_params_for,
+    read_head_index,
     search_params_for,
 )
 from ._layout import (  # noqa: F401 - the adapter's public names
@@ -114,7 +116,7 @@ class MilvusCollection(IndexUpkeep, ConditionReads, TextSearch):
         *,
         lite: bool,
         consistency_level: str = "Session",
-        index_type: str = DEFAULT_INDEX_TYPE,
+        index_type: str | None = None,
         index_params: Mapping[str, Any] | None = None,
         search_params: Mapping[str, Any] | None = None,
     ) -> None:
@@ -124,14 +126,19 @@ class MilvusCollection(IndexUpkeep, ConditionReads, TextSearch):
         self.lite = lite
         self.consistency_level = consistency_level_name(consistency_level)
         self.session = Session(self.connection, self.consistency_level)
-        if lite and str(index_type).upper() not in LITE_INDEX_TYPES:
+        if lite and index_type is not None and str(index_type).upper() not in LITE_INDEX_TYPES:
             raise ConfigurationError(
                 f"index_type={index_type!r} is not supported by Milvus Lite (it would fall "
                 "back to brute force); pass one of " + ", ".join(LITE_INDEX_TYPES)
             )
-        self.index_type = index_type
+        #: The head index's type: the one passed, else the existing collection's, else HNSW.
+        self.index_type = str(index_type or DEFAULT_INDEX_TYPE).upper()
+        self.explicit_index_type = index_type is not None
         self.index_params = dict(index_params or {})
         self.search_params = dict(search_params or {})
+        #: Head search parameters calibrated for this index type (``nprobe``), persisted
+        #: with the store's settings; ``search_params`` passed to the constructor win.
+        self.calibrated_search_params: dict[str, Any] = {}
         self.layout: Layout | None = None
         self._backend: Backend | None = None
         self._partitions: set[str] = set()  # store-managed partitions known to exist
@@ -151,8 +158,11 @@ class MilvusCollection(IndexUpkeep, ConditionReads, TextSearch):
         if not self.exists():
             return None
         layout = read_layout(self.client.describe_collection(self.name), self.name)
-        if not self._has_head_index():
-            self._create_head_index()
+        existing = read_head_index(self.client, self.name)
+        if existing is None:
+            self._create_head_index(layout)
+        else:
+            self._adopt(*existing)
         try:
             self.client.load_collection(self.name)
         except Exception as exc:
@@ -161,6 +171,20 @@ class MilvusCollection(IndexUpkeep, ConditionReads, TextSearch):
             self._rebuild_index()
         self._opened(layout)
         return layout
+
+    def _adopt(self, index_type: str, params: dict[str, Any]) -> None:
+        """Search the head index the collection has (its type sets the search parameters)."""
+        if self.explicit_index_type and index_type != self.index_type:
+            raise ConfigurationError(
+                f"index_type={self.index_type!r} was passed but collection {self.name!r} "
+                f"has a {index_type} head index; omit index_type to use it, or call "
+                f"store.rebuild_head_index({self.index_type!r}) to replace it"
+            )
+        self.index_type, self.index_params = index_type, params
+
+    def head_search_params(self, override: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Head search parameters: calibrated, then the constructor's, then ``override``."""
+        return {**self.calibrated_search_params, **self.search_params, **(override or {})}
 
     def _opened(self, layout: Layout) -> None:
         self.layout = layout
@@ -462,13 +486,15 @@ class MilvusCollection(IndexUpkeep, ConditionReads, TextSearch):
         partitions: Sequence[str] | None = None,
         timeout: float | None = None,
         ef: int | None = None,
+        head_params: Mapping[str, Any] | None = None,
     ) -> Any:
         """One head search for all queries, bringing back what reranking needs.
 
         With ``with_documents`` the hits carry their texts and metadata too; else only
         their ids and full vectors. Returns Milvus' raw hits; :func:`hits_to_candidates`
         turns them into arrays. ``partitions``: search only these; ``ef``: at least
-        this HNSW exploration (filtered searches, see :mod:`._filtered`).
+        this HNSW exploration (filtered searches, see :mod:`._filtered`);
+        ``head_params``: search parameters of this search only (calibration's sweeps).
         """
         layout = self._require()
         partitions = self._existing(partitions)
@@ -486,7 +512,9 @@ class MilvusCollection(IndexUpkeep, ConditionReads, TextSearch):
                 limit=limit,
                 filter=expr,
                 output_fields=fields,
-                search_params=search_params_for(self.index_type, self.search_params, limit, ef),
+                search_params=search_params_for(
+                    self.index_type, self.head_search_params(head_params), limit, ef
+                ),
                 **self.session.read_kwargs(timeout, "search"),
                 **_partition_kwargs(partitions),
                 **call_timeout(timeout),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._conventions import check_timeout
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 class StoreTools:
-    """``build_index``, ``calibrate`` and ``exact_search_with_score``."""
+    """``build_index``, ``calibrate``, ``rebuild_head_index``, ``exact_search_with_score``."""
 
     _engine: Engine
 
@@ -37,12 +37,25 @@ class StoreTools:
         Keyword options: ``query_vectors``, ``k`` (10), ``target_recall`` (0.99),
         ``confidence`` (0.95), ``use_recorded``, ``pseudo``, ``n_pseudo`` (1000),
         ``candidate_grid``, ``prune_ratios``, ``scales``, ``measure_latency``,
-        ``persist`` (True), ``seed``, ``show_progress``. See
-        :func:`langchain_matryoshka.calibration.calibrate`.
+        ``persist`` (True), ``seed``, ``show_progress``; ``memory_budget_mb`` (choose
+        the head index type too: the best that fits, rebuilt over every row) and
+        ``index_types``. See :func:`langchain_matryoshka.calibration.calibrate`.
         """
         from .calibration import calibrate
 
         return calibrate(self._engine, self._embed_queries, queries, **kwargs)
+
+    def rebuild_head_index(
+        self, index_type: str, index_params: Mapping[str, Any] | None = None
+    ) -> None:
+        """Replace the head index with ``index_type`` (e.g. "IVF_SQ8"), over every row.
+
+        ``index_params``: its build parameters (default: the type's). Minutes at scale;
+        searches meanwhile wait or scan. Calibrated funnel defaults measured on another
+        index type stay, but its head search settings (``nprobe``) are dropped: run
+        :meth:`calibrate` again, or let ``calibrate(memory_budget_mb=...)`` choose.
+        """
+        self._engine.rebuild_head_index(index_type, index_params)
 
     def exact_search_with_score(
         self,

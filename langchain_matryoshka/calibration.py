@@ -29,22 +29,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _filtered, _milvus, _pseudo, _querylog
-from ._bounds import recall_lower_bounds
+from . import _milvus, _pseudo, _querylog
+from ._calibration_result import CalibrationResult
+from ._calibration_search import (  # noqa: F401 - re-exported: the calibration's settings
+    CANDIDATE_BUDGET,
+    LATENCY_TIE,
+    _choose,
+    _choose_head,
+    _contenders,
+    _madds,
+    _select,
+    _Sweep,
+)
 from .errors import ConfigurationError, InvalidInputError
-from .funnel import default_scales, funnel_rerank, make_plan
+from .funnel import default_scales, make_plan
 
 if TYPE_CHECKING:
     from ._engine import Engine
 
-#: Candidate floats fetched per head search while calibrating (Milvus returns them as
-#: Python lists, about 30 bytes a float in transit: 4M floats ~ 120 MB).
-CANDIDATE_BUDGET = 4_000_000
 #: Pseudo-queries sampled when no real queries are known.
 DEFAULT_N_PSEUDO = 1000
 DEFAULT_PRUNE_RATIOS = (0.5, 1.0)
@@ -59,118 +65,7 @@ DEFAULT_PRUNE_RATIOS = (0.5, 1.0)
 PSEUDO_MISS_RATIO = {"spans": 1.05, "perturbed": 3.0, "documents": 17.0}
 #: A calibration is stale once the collection holds this many times the rows it had.
 GROWTH_FACTOR = 2.0
-#: Latencies within this fraction of each other are a tie (the machine's noise).
-LATENCY_TIE = 0.05
 QUERY_SOURCES = ("given", "recorded", "pseudo")
-
-
-@dataclass(frozen=True)
-class CalibrationPoint:
-    """Recall and cost of one funnel setting."""
-
-    candidates: int
-    prune_ratio: float
-    scales: tuple[int, ...]
-    recall: float
-    """Mean recall@k against exact full-dimension search over the queries used."""
-    recall_lower: float
-    """One-sided lower confidence bound on that mean (see ``confidence``)."""
-    rerank_madds: int
-    """Multiply-adds per query spent reranking (sum of survivors x segment length)."""
-    latency_ms: float | None = None
-    """Median single-query search latency, measured for the contenders only."""
-
-
-@dataclass(frozen=True)
-class CalibrationResult:
-    """What :func:`calibrate` measured and chose."""
-
-    k: int
-    target_recall: float
-    confidence: float
-    reached: bool
-    candidates: int | None
-    """Chosen candidate count (None if no point reached the target)."""
-    prune_ratio: float | None
-    scales: tuple[int, ...] | None
-    expected_recall: float | None
-    """Mean recall@k of the chosen point on the queries used."""
-    recall_lower: float | None
-    """Its lower confidence bound: the promise, with probability ``confidence``."""
-    queries: str
-    """Which queries: "given", "recorded" (the store's sample of real ones) or "pseudo"."""
-    n_queries: int
-    pseudo_method: str | None
-    """"spans", "perturbed" or "documents" when ``queries == "pseudo"``."""
-    required_recall: float
-    """The level the bound had to reach: the target, or stricter for pseudo-queries."""
-    margin_cost: dict[str, Any] | None
-    """With pseudo-queries: the point chosen without the margin and what the margin adds."""
-    corpus_size: int
-    seconds: float
-    persisted: bool
-    curve: list[CalibrationPoint] = field(default_factory=list)
-
-    @property
-    def pseudo_queries(self) -> bool:
-        return self.queries == "pseudo"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "pseudo_queries": self.pseudo_queries}
-
-    def table(self) -> str:
-        """The curve as a markdown table."""
-        lines = [
-            "| candidates | prune_ratio | scales | recall@k | lower bound | rerank madds/query "
-            "| ms/query |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for p in self.curve:
-            ms = "-" if p.latency_ms is None else f"{p.latency_ms:.1f}"
-            lines.append(
-                f"| {p.candidates} | {p.prune_ratio:g} | {','.join(map(str, p.scales))} | "
-                f"{p.recall:.4f} | {p.recall_lower:.4f} | {p.rerank_madds:,} | {ms} |"
-            )
-        return "\n".join(lines)
-
-    def summary(self) -> str:
-        """What was used, promised and paid, in plain words."""
-        source = {
-            "given": "the queries passed in",
-            "recorded": "the store's recorded sample of real queries",
-            "pseudo": f"pseudo-queries made from stored documents ({self.pseudo_method}); "
-            "no real queries were passed or recorded",
-        }[self.queries]
-        lines = [f"queries: {self.n_queries}, {source}"]
-        if not self.reached:
-            lines.append(
-                f"no setting reached a lower bound of {self.required_recall:.4f} on recall@"
-                f"{self.k}; nothing was changed (try a larger candidate_grid or a lower target)"
-            )
-            return "\n".join(lines)
-        lines.append(
-            f"chosen: candidates={self.candidates}, prune_ratio={self.prune_ratio:g}, "
-            f"scales={list(self.scales or ())}: recall@{self.k} {self.expected_recall:.4f}, "
-            f"{self.confidence:.0%} lower bound {self.recall_lower:.4f} "
-            f"(needed {self.required_recall:.4f} for a target of {self.target_recall})"
-        )
-        if self.margin_cost is not None:
-            cost = self.margin_cost
-            lines.append(
-                f"real queries missed up to {cost['miss_ratio']:g}x as often as "
-                f"{self.pseudo_method} pseudo-queries where this was measured, so the bound "
-                f"had to reach {self.required_recall:.4f}; without that margin the choice "
-                f"would be {cost['candidates']} candidates: the margin costs "
-                f"{cost['extra_candidates']:+d} candidates, "
-                f"{cost['extra_madds_percent']:+.0f}% rerank multiply-adds"
-            )
-        if self.pseudo_queries:
-            lines.append(
-                "pass real queries, or record them (record_queries=1000), to calibrate on "
-                "the queries this store really answers"
-            )
-        lines.append("persisted as the store's defaults" if self.persisted else "not persisted")
-        return "\n".join(lines)
 
 
 def default_grid(k: int, count: int) -> list[int]:
@@ -197,16 +92,6 @@ def default_schedules(search_dim: int, dim: int) -> list[tuple[int, ...]]:
         out.append((2 * search_dim, dim))
     out.append((dim,))
     return list(dict.fromkeys(out))
-
-
-def _tiers(grid: Sequence[int]) -> list[int]:
-    top = max(grid)
-    return sorted({min(top, t) for t in (256, 1024)} | {top})
-
-
-def _madds(plan_sizes: Sequence[int], scales: Sequence[int]) -> int:
-    bounds = [0, *scales]
-    return int(sum(n * (b - a) for n, a, b in zip(plan_sizes, bounds, bounds[1:])))
 
 
 def is_stale(engine: Engine, count: int | None = None) -> bool:
@@ -256,6 +141,8 @@ def calibrate(
     show_progress: bool = False,
     expr: str | None = None,
     filter: Mapping[str, Any] | None = None,  # noqa: A002 - the searches' name
+    memory_budget_mb: float | None = None,
+    index_types: Sequence[str] | None = None,
 ) -> CalibrationResult:
     """Find the cheapest funnel whose recall@k lower bound reaches ``target_recall``.
 
@@ -272,6 +159,13 @@ def calibrate(
     rows matching it (pseudo-queries drawn from them, exact search among them, the
     head search filtered as such searches run it). ``persist`` (default: True without
     a condition, False with one) saves the choice as the store's funnel defaults.
+
+    An IVF head's search depth (``nprobe``) is calibrated with the funnel. With
+    ``memory_budget_mb`` the head index is chosen too: each type of ``index_types``
+    (default: every one the backend builds, :data:`._head_choice.PREFERENCE` order) whose
+    estimated memory fits the budget is built in turn, and the first that reaches the
+    target is kept (each build indexes every row again: minutes at scale). When none
+    reaches, or ``persist`` is False, the store's head index is built again as it was.
     """
     started = time.perf_counter()
     layout = engine.layout or engine.refresh()
@@ -279,6 +173,7 @@ def calibrate(
         raise InvalidInputError(
             f"collection {engine.collection.name!r} is empty; add documents before calibrating"
         )
+    engine.collection.wait_for_head_index()  # measure the index searches will use
     where = engine.where(expr, filter)
     partitions = engine.partitions_for(filter)
     if persist is None:
@@ -299,6 +194,13 @@ def calibrate(
             f"pseudo_margin={pseudo_margin!r} must be a number >= 1 (real misses per "
             "pseudo-query miss; 1.0 trusts pseudo-queries as they are); pass e.g. 1.5"
         )
+    if memory_budget_mb is not None and where:
+        raise ConfigurationError(
+            "memory_budget_mb chooses the head index every search uses; calibrate it "
+            "without expr/filter, then calibrate filtered searches on that index"
+        )
+    if index_types is not None and memory_budget_mb is None:
+        raise ConfigurationError("index_types= needs memory_budget_mb=; pass both")
     if pseudo is not None and pseudo not in _pseudo.PSEUDO_METHODS:
         raise ConfigurationError(
             f"pseudo={pseudo!r} is not a pseudo-query method; pass one of "
@@ -366,60 +268,18 @@ def calibrate(
     if method is not None:
         ratio = PSEUDO_MISS_RATIO[method] if pseudo_margin is None else float(pseudo_margin)
     required = 1.0 - (1.0 - target_recall) / ratio
-    denom = np.array([max(len(t), 1) for t in truth], dtype=np.float64)
-    hits = {key: np.zeros(len(qvecs)) for key in plans}
-    lower: dict[tuple, float] = {}
-    done = 0
-    for tier in _tiers(grid):
-        todo = {key: plan for key, plan in plans.items() if done < key[0] <= tier}
-        chunk = max(1, CANDIDATE_BUDGET // (tier * layout.dim))
-        starts = range(0, len(qvecs), chunk)
-        if show_progress:
-            from tqdm.auto import tqdm
-
-            starts = tqdm(starts, desc=f"calibrating (<= {tier} candidates)", unit="chunk")
-        for start in starts:
-            scope: dict[str, Any] = {}
-            if where:  # as a filtered search of this many candidates runs it
-                ef = _filtered.choose(count, scope_rows, tier, exact_rows=0).ef
-                scope = {"where": where, "partitions": partitions, "ef": ef}
-            q, cands = engine.head_candidates(qvecs[start : start + chunk], tier, **scope)
-            for key, plan in todo.items():
-                c = key[0]
-                ranked = funnel_rerank(q, cands.vectors[:, :c], np.minimum(cands.n_valid, c), plan)
-                for qi, row in enumerate(ranked.indices.tolist()):
-                    o = own[start + qi]
-                    got = [cands.ids[qi][j] for j in row if j >= 0 and cands.ids[qi][j] != o]
-                    hits[key][start + qi] = len(set(got[:k]) & set(truth[start + qi]))
-        keys = list(todo)
-        bounds = recall_lower_bounds(
-            np.stack([hits[key] / denom for key in keys]), k, confidence, seed=seed
+    sweep = _Sweep(
+        engine, qvecs, own, truth, plans, grid, k, confidence, seed, required, show_progress,
+        {"where": where, "partitions": partitions, "count": count, "rows": scope_rows},
+    )
+    condition = {"expr": expr, "filter": filter}
+    trials: list[dict[str, Any]] = []
+    if memory_budget_mb is None:
+        curve, chosen = _select(sweep, engine.collection, measure_latency, condition)
+    else:
+        curve, chosen = _choose_head(
+            sweep, memory_budget_mb, index_types, measure_latency, trials, keep=bool(persist)
         )
-        lower.update(zip(keys, bounds.tolist()))
-        done = tier
-        if any(lower[key] >= required for key in keys):
-            break  # larger counts only cost more
-
-    curve = [
-        CalibrationPoint(
-            candidates=key[0],
-            prune_ratio=key[1],
-            scales=key[2],
-            recall=float(np.mean(hits[key] / denom)),
-            recall_lower=lower[key],
-            rerank_madds=_madds(plan.stage_sizes(), plan.scales),
-        )
-        for key, plan in plans.items()
-        if key in lower
-    ]
-    best = _contenders(curve, required)
-    if measure_latency and best:
-        timed = _latencies(engine, qvecs, best, k, {"expr": expr, "filter": filter})
-        best = [_with(pt, latency_ms=timed[i]) for i, pt in enumerate(best)]
-    chosen = _choose(best)
-    if chosen is not None and measure_latency:
-        curve = [next((b for b in best if _key(b) == _key(pt)), pt) for pt in curve]
-    curve.sort(key=lambda pt: (pt.scales, pt.prune_ratio, pt.candidates))
 
     margin_cost = None
     if source == "pseudo" and chosen is not None and ratio > 1.0:
@@ -436,6 +296,7 @@ def calibrate(
                 "miss_ratio": ratio,
             }
     persisted = False
+    head = engine.collection
     if chosen is not None and persist:
         engine.save_defaults(
             {
@@ -457,7 +318,10 @@ def calibrate(
                 "corpus_size": count,
                 "condition": where or None,
                 "calibrated_at": time.time(),
+                "index_type": head.index_type,
+                "memory_budget_mb": memory_budget_mb,
             },
+            head_search=chosen.head_params,
         )
         persisted = True
     return CalibrationResult(
@@ -479,6 +343,11 @@ def calibrate(
         seconds=time.perf_counter() - started,
         persisted=persisted,
         curve=curve,
+        index_type=head.index_type,
+        index_params=dict(head.index_params),
+        head_search_params=None if chosen is None else dict(chosen.head_params),
+        memory_budget_mb=memory_budget_mb,
+        index_trials=trials,
     )
 
 
@@ -523,67 +392,3 @@ def _pseudo_queries(
 PERTURB_COSINE = 0.6
 
 
-def _key(pt: CalibrationPoint) -> tuple:
-    return (pt.candidates, pt.prune_ratio, pt.scales)
-
-
-def _with(pt: CalibrationPoint, **changes: Any) -> CalibrationPoint:
-    return CalibrationPoint(**{**asdict(pt), "scales": pt.scales, **changes})
-
-
-def _contenders(curve: list[CalibrationPoint], required: float) -> list[CalibrationPoint]:
-    """Per (prune ratio, scales): the fewest candidates whose bound reaches ``required``."""
-    best: dict[tuple, CalibrationPoint] = {}
-    for pt in sorted(curve, key=lambda p: p.candidates):
-        shape = (pt.prune_ratio, pt.scales)
-        if pt.recall_lower >= required and shape not in best:
-            best[shape] = pt
-    return sorted(best.values(), key=lambda p: (p.candidates, p.rerank_madds))
-
-
-def _choose(contenders: list[CalibrationPoint], by_latency: bool = True) -> CalibrationPoint | None:
-    """Fewest candidates, then fewest madds; a faster one (beyond the tie band) wins."""
-    if not contenders:
-        return None
-    chosen = contenders[0]
-    if by_latency:
-        for pt in contenders[1:]:
-            if (
-                pt.latency_ms is not None
-                and chosen.latency_ms is not None
-                and pt.latency_ms < chosen.latency_ms * (1.0 - LATENCY_TIE)
-            ):
-                chosen = pt
-    return chosen
-
-
-def _latencies(
-    engine: Engine,
-    qvecs: np.ndarray,
-    points: list[CalibrationPoint],
-    k: int,
-    condition: Mapping[str, Any],
-    rounds: int = 15,
-) -> list[float]:
-    """Median ms of single-query searches per point, interleaved so noise is shared."""
-    planned = [
-        engine.plan(
-            k,
-            {
-                "candidates": p.candidates,
-                "prune_ratio": p.prune_ratio,
-                "scales": list(p.scales),
-                **{name: value for name, value in condition.items() if value is not None},
-            },
-        )
-        for p in points
-    ]
-    times: list[list[float]] = [[] for _ in points]
-    for r in range(rounds):
-        q = qvecs[r % len(qvecs)][None, :]
-        order = range(len(points)) if r % 2 == 0 else reversed(range(len(points)))
-        for i in order:
-            t0 = time.perf_counter()
-            engine.search(q, planned[i], record=False)
-            times[i].append(1000.0 * (time.perf_counter() - t0))
-    return [float(np.median(t)) for t in times]

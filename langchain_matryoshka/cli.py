@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ._head_choice import PREFERENCE
 from .errors import MatryoshkaError
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -315,8 +316,30 @@ def eval_command(
 @click.option(
     "--no-recorded", is_flag=True, show_default="off", help="ignore the store's recorded queries"
 )
+@click.option(
+    "--memory-budget-mb",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="MIB",
+    show_default="keep the store's head index",
+    help="also choose the head index type: the best that fits this many MiB and reaches "
+    "the target (each one tried is built over every row again)",
+)
+@click.option(
+    "--index-type",
+    "index_types",
+    multiple=True,
+    type=click.Choice(list(PREFERENCE), case_sensitive=False),
+    show_default="every type the backend builds",
+    help="with --memory-budget-mb: a head index type to try (repeat for several)",
+)
 @click.option("--json", "as_json", is_flag=True, show_default="off", help="also print JSON")
-@click.option("--dry-run", is_flag=True, show_default="off", help="measure without storing")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    show_default="off",
+    help="measure without storing (with --memory-budget-mb the old head index is built again)",
+)
 @_one_line_errors
 def calibrate_command(
     db: str,
@@ -330,6 +353,8 @@ def calibrate_command(
     pseudo: str | None,
     n_pseudo: int,
     no_recorded: bool,
+    memory_budget_mb: float | None,
+    index_types: tuple[str, ...],
     as_json: bool,
     dry_run: bool,
 ) -> None:
@@ -368,6 +393,8 @@ def calibrate_command(
                 n_pseudo=n_pseudo,
                 persist=not dry_run,
                 show_progress=True,
+                memory_budget_mb=memory_budget_mb,
+                index_types=list(index_types) or None,
             )
         finally:
             store.close()

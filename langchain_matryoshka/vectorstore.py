@@ -195,7 +195,7 @@ class MatryoshkaMilvus(
         candidates: int | None = None,
         scales: Sequence[int] | None = None,
         prune_ratio: float | None = None,
-        index_type: str = _milvus.DEFAULT_INDEX_TYPE,
+        index_type: str | None = None,
         index_params: Mapping[str, Any] | None = None,
         search_params: Mapping[str, Any] | None = None,
         consistency_level: str = "Session",

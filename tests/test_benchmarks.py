@@ -207,3 +207,30 @@ def test_lite_profile_counts_a_sample_once_per_label_and_the_client_side_outside
     assert counts["lite_update_max_seqs"] == 0
     assert counts["package_client_side"] == 3
     assert counts["package_documents_lookup"] == 2
+
+
+def test_calibrate_budget_smoke_run(tmp_path) -> None:
+    """calibrate_budget.py: a budget per row, judged on held-out queries, and its table."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from calibrate_budget import main
+        from report import calibrate_budget_table
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    out = tmp_path / "budget.json"
+    result = main(
+        ["--workdir", str(tmp_path), "--n", "2000", "--dim", "64", "--search-dim", "16"]
+        + ["--calib-queries", "40", "--eval-queries", "30", "--target", "0.8"]
+        + ["--budgets", "1.05", "0.2", "0.01", "--json", str(out)]
+    )
+    assert json.loads(out.read_text()) == result
+    roomy, tight, tiny = result["rows"]
+    assert roomy["index_type"] == "HNSW" and [t["index_type"] for t in roomy["trials"]] == ["HNSW"]
+    assert tight["index_type"] == "IVF_SQ8"
+    assert tight["head_index_estimate_mb"] <= tight["budget_mb"]
+    assert "no head index fits" in tiny["error"]
+    for row in (roomy, tight):
+        assert row["reached"] and 0.0 <= row["recall_at_10"] <= 1.0 and row["p50_ms"] > 0
+    assert "--workdir W " in result["command"]
+    table = calibrate_budget_table(result)
+    assert "| IVF_SQ8 (nlist=" in table and "none fits: refused" in table

@@ -126,3 +126,24 @@ def test_a_locked_file_is_one_line_without_traceback_in_a_real_process(tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"Error: Milvus Lite file {uri!r} is held by another process")
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_calibrate_chooses_the_head_index_for_a_memory_budget(tmp_path, runner) -> None:
+    from langchain_matryoshka._indexes import read_head_index
+    from langchain_matryoshka._milvus import Connection
+
+    uri = str(tmp_path / "docs.db")
+    _write_stores(uri, ["docs"])
+    # 200 rows, head 8: HNSW ~0.03 MiB, IVF_SQ8 ~0.003 MiB
+    args = ["calibrate", uri, "--k", "3", "--target", "0.8", "--n-pseudo", "100"]
+    result = runner.invoke(cli, [*args, "--memory-budget-mb", "0.01", "--index-type", "ivf_sq8"])
+    assert result.exit_code == 0, result.output
+    assert "head index IVF_SQ8" in result.output and "nprobe |" in result.output
+    connection = Connection.open({"uri": uri})
+    try:
+        assert read_head_index(connection.client, "docs")[0] == "IVF_SQ8"
+    finally:
+        connection.close()
+    small = runner.invoke(cli, [*args, "--memory-budget-mb", "0.0001"])
+    assert small.exit_code == 2
+    assert small.stderr.splitlines()[-1].startswith("Error: no head index fits memory_budget_mb=")

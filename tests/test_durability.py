@@ -345,7 +345,7 @@ def test_creating_the_head_index_again_keeps_the_built_one(tmp_path) -> None:
                 store.collection_name,
                 store.client.prepare_index_params("head", index_type="FLAT", metric_type="IP"),
             )
-        collection._create_head_index()
+        collection._create_head_index(collection.layout)
         assert collection._has_head_index()
         top = store.similarity_search("text 7", k=1)
         assert [d.id for d in top] == ["i7"]
