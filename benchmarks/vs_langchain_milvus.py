@@ -116,7 +116,7 @@ def _hnsw_mb(n: int, dim: int, info: dict[str, Any]) -> dict[str, Any]:
         "index_type": info.get("index_type"),
         "dims_indexed": dim,
         "M": m,
-        "estimate_mb": n * (dim * 4 + 2 * m * 4) / 2**20,
+        "estimate_mb": head_index_mb(n, dim, "HNSW", {"M": m}),
     }
 
 

@@ -42,8 +42,20 @@ class IndexUpkeep:
         self.client.release_collection(self.name)
         self.client.drop_index(self.name, FIELD_HEAD)
         layout = read_layout(self.client.describe_collection(self.name), self.name)
-        create_index(self.client, self.name, FIELD_HEAD, self._index_params(layout))
+        self._index_dropped(layout)
         self.client.load_collection(self.name)
+
+    def _index_dropped(self, layout: Layout) -> None:
+        """Build what ``drop_index`` on the head removed, on every row.
+
+        Milvus Lite: every index (its drop_index drops them all); a server: the head's,
+        waited for.
+        """
+        if self.lite:
+            create_index(self.client, self.name, FIELD_HEAD, self._index_params(layout))
+        else:
+            self._create_head_index(layout)
+            self.wait_for_head_index()
 
     def _has_head_index(self) -> bool:
         return has_index(self.client, self.name, FIELD_HEAD)
@@ -75,18 +87,14 @@ class IndexUpkeep:
         try:
             self.client.release_collection(self.name)
             self.client.drop_index(self.name, FIELD_HEAD)
-            if self.lite:
-                create_index(self.client, self.name, FIELD_HEAD, self._index_params(layout))
-            else:
-                self._create_head_index(layout)
-                self.wait_for_head_index()
+            self._index_dropped(layout)
             self.client.load_collection(self.name)
         except Exception:
-            # Put the old head index back (the rows are intact), then report the failure.
+            # Put the old indexes back (the rows are intact), then report the failure.
             self.index_type, self.index_params = old
             with contextlib.suppress(Exception):
                 if not self._has_head_index():
-                    self._create_head_index(layout)
+                    self._index_dropped(layout)
                 self.client.load_collection(self.name)
             raise
 
