@@ -78,7 +78,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("filter_", "keep"), CASES, ids=lambda c: str(c)[:40])
+@pytest.mark.parametrize(("filter_", "keep"), CASES, ids=[str(f)[:40] for f, _ in CASES])
 def test_filtered_search_equals_exact_filtered_search(store, data, filter_, keep) -> None:
     _, docs, qtexts, queries, _ = data
     for qtext, query in zip(qtexts, queries):
