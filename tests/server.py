@@ -317,11 +317,36 @@ def _listen_in(netns_fd: int, port: int) -> socket.socket:
         os.close(own)
 
 
+#: How often the query coordinator looks for work (ms), 10x the defaults' pace: loading a
+#: new collection, which each server test does, took 2.2 to 2.9 s with the defaults and
+#: 1.2 to 1.9 s with these (the rest is the load observer's fixed one-second tick).
+COORDINATION = {
+    "queryCoord.checkInterval": 100,
+    "queryCoord.checkChannelInterval": 100,
+    "queryCoord.checkSegmentInterval": 100,
+    "queryCoord.distPullInterval": 100,
+}
+
+
 def _milvus_server(milvus_dir: str, session_ttl: int) -> object:
     """A MilvusServer on the template's fixed ports, restartable after a SIGKILL."""
     from milvus import MilvusServer, MilvusServerConfig
 
     class _Config(MilvusServerConfig):
+        def update_extra_configs(self, content: str) -> str:
+            """Also add the ``COORDINATION`` keys the template lacks (``milvus`` sets only
+            the lines it has)."""
+            content = super().update_extra_configs(content)
+            for key, value in COORDINATION.items():
+                section, name = key.split(".", 1)
+                if f"\n  {name}: {value}" not in content:
+                    if f"\n{section}:\n" not in content:
+                        raise RuntimeError(f"the Milvus config template has no {section!r}")
+                    content = content.replace(
+                        f"\n{section}:\n", f"\n{section}:\n  {name}: {value}\n", 1
+                    )
+            return content
+
         def try_bind_port(self, port: int) -> socket.socket | None:
             try:  # SO_REUSEADDR, as Milvus binds: a dead instance's TIME_WAIT is no conflict
                 return _listen(port)
@@ -335,6 +360,8 @@ def _milvus_server(milvus_dir: str, session_ttl: int) -> object:
     server.set_base_dir(milvus_dir)
     server.config.set("common.session.ttl", session_ttl)
     server.config.set("common.gracefulStopTimeout", GRACEFUL_STOP_TIMEOUT)
+    for key, value in COORDINATION.items():
+        server.config.set(key, value)  # the template's keys; update_extra_configs adds the rest
     return server
 
 
