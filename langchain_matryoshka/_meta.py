@@ -16,7 +16,7 @@ import numpy as np
 from ._connection import as_connection, consistency_level_name, created_by_another, lite_writes
 from ._consistency import Session
 from ._expressions import ids_to_expr, quote
-from ._indexes import create_index
+from ._indexes import index_new_collection, wait_until_indexed_by_creator
 from ._layout import MAX_DIM
 from .errors import SchemaError
 
@@ -68,19 +68,14 @@ class MetaCollection:
         index_params.add_index(field_name=_META_DUMMY, index_type="FLAT", metric_type="L2")
         try:
             self.client.create_collection(
-                self.name,
-                schema=schema,
-                index_params=index_params,
-                consistency_level=self.consistency_level,
+                self.name, schema=schema, consistency_level=self.consistency_level
             )
         except Exception as exc:
             if not created_by_another(self.client, self.name, exc):
-                if not self.exists():
-                    raise
-                # Created, but pymilvus' wait for the index failed: Milvus Lite answered
-                # "no index" to a describe racing its index build (seen once in CI with
-                # four stores writing first at once). Make sure the index is there.
-                create_index(self.client, self.name, _META_DUMMY, index_params)
+                raise
+            wait_until_indexed_by_creator(self.client, self.name, _META_DUMMY)
+        else:
+            index_new_collection(self.client, self.name, index_params)
         self.client.load_collection(self.name)
 
     def _row(self, key: str, value: Any, row: Sequence[float] = ()) -> dict[str, Any]:

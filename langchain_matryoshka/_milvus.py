@@ -46,9 +46,11 @@ from ._indexes import (  # noqa: F401 - the adapter's public names
     build_params,
     create_index,
     has_index,
+    index_new_collection,
     index_params_for,
     read_head_index,
     search_params_for,
+    wait_until_indexed_by_creator,
 )
 from ._layout import (  # noqa: F401 - the adapter's public names
     FIELD_FULL,
@@ -211,7 +213,6 @@ class MilvusCollection(IndexUpkeep, ConditionReads, TextSearch):
             self.client.create_collection(
                 self.name,
                 schema=build_schema(layout),
-                index_params=self._index_params(layout),
                 consistency_level=self.consistency_level,
                 properties={**(properties or {}), **layout_properties(layout)},
                 **(
@@ -233,6 +234,9 @@ class MilvusCollection(IndexUpkeep, ConditionReads, TextSearch):
                     f"with {existing} instead of {layout}; open the store again to use it, "
                     "or pass another collection_name"
                 ) from None
+            wait_until_indexed_by_creator(self.client, self.name, FIELD_HEAD)
+        else:
+            index_new_collection(self.client, self.name, self._index_params(layout))
         self.client.load_collection(self.name)
         self._opened(layout)
         return created
