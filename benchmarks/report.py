@@ -373,6 +373,7 @@ REPORTS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "calibrate-budget-server": ("calibrate-budget-server-100000.json", calibrate_budget_table),
     "server-paired-100k": ("server-paired-100000.json", server_paired_table),
     "server-paired-300k": ("server-paired-300000.json", server_paired_table),
+    "server-paired-1m": ("server-paired-1000000.json", server_paired_table),
 }
 
 

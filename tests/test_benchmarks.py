@@ -234,3 +234,15 @@ def test_calibrate_budget_smoke_run(tmp_path) -> None:
     assert "--workdir W " in result["command"]
     table = calibrate_budget_table(result)
     assert "| IVF_SQ8 (nlist=" in table and "none fits: refused" in table
+
+
+def test_client_costs_time_a_first_write_and_both_decoders(tmp_path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "client_costs.py"), "--rounds", "2", "--candidates",
+         "16", "--dim", "64"],
+        check=True, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    result = json.loads(done.stdout)
+    assert result["backend"] == "Milvus Lite" and len(result["first_write_ms"]) == 2
+    assert all(t > 0 for t in result["first_write_ms"])
+    assert result["decode_full_ms"] > 0 and result["binascii_ms"] > 0
