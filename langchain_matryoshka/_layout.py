@@ -349,9 +349,9 @@ def decode_full(values: Sequence[Any], layout: Layout) -> np.ndarray:
     """The ``full`` field's values as float32 ``[n, dim]``."""
     if layout.storage == STORAGE_ARRAY:
         return np.asarray(values, dtype=np.float32).reshape(len(values), layout.dim)
-    # pybase64 (SIMD) decodes 5x as fast as binascii: 0.18 vs 1.0 ms for 128 candidates of
-    # 768 dims on the 2-core test machine. Without padding (2 * dim bytes a multiple of 3)
-    # the rows' texts decode as one.
+    # pybase64 (SIMD), not binascii: 0.42 vs 1.27 ms for 128 candidates of 768 dims, the
+    # float32 conversion included (benchmarks/client_costs.py, docs/storage.md). Without
+    # padding (2 * dim bytes a multiple of 3) the rows' texts decode as one.
     if (2 * layout.dim) % 3 == 0:
         raw = b64decode("".join(values))
     else:
