@@ -386,6 +386,32 @@ def test_documents_fetched_after_the_rerank_equal_those_fetched_with_candidates(
     assert mmr == eager.max_marginal_relevance_search(qtexts[0], k=3, fetch_k=10)
 
 
+def test_candidates_decode_the_metadata_of_the_hits_read_only(store, corpus) -> None:
+    from langchain_matryoshka._candidates import hits_to_candidates
+    from langchain_matryoshka._layout import FIELD_ID, FIELD_TEXT
+    from langchain_matryoshka.funnel import head_of
+
+    _, _, _, queries = corpus
+    engine = store._engine
+    layout = engine.layout
+    heads = head_of(engine.query_vectors(queries[:3], layout), layout.search_dim)
+    hits = engine.collection.search(heads, 40, "", with_documents=True)
+    cands = hits_to_candidates(hits, layout)
+    # pymilvus keeps a result's JSON columns (the metadata) undecoded until its hits are
+    # iterated; the candidates leave them so and decode a hit's when it is read
+    assert cands.lazy is not None
+    assert not any(list.__getitem__(hits, qi).has_materialized for qi in range(3))
+    read = engine.collection.search(heads, 40, "", with_documents=True)
+    for qi, query_hits in enumerate(read):  # iterating decodes them all, the public way
+        want = {str(h["entity"][FIELD_ID]): (h["entity"][FIELD_TEXT],
+                                             layout.metadata_of(h["entity"]))
+                for h in query_hits}
+        assert len(cands.ids[qi]) == len(want) == 40
+        for j, doc_id in enumerate(cands.ids[qi]):
+            assert cands.document(qi, j, layout) == want[doc_id]
+            assert want[doc_id][1]["i"] == int(doc_id[2:])
+
+
 def test_after_the_rerank_texts_come_from_one_lookup_for_the_whole_batch(store, corpus) -> None:
     _, _, qtexts, _ = corpus
     calls: list[tuple[str, Any]] = []
