@@ -98,6 +98,17 @@ from .errors import ConfigurationError, InvalidInputError, SchemaError
 #: largest a Milvus query may return is 16,384 rows (about 50 MB of float32 at 768 dims).
 SCAN_BATCH = 16384
 
+#: Bytes one search response may take. Milvus Lite refuses to send a message over 256 MB
+#: (809 queries x 512 candidates of 384 dims would take 326 MB: about 790 bytes per hit
+#: of a 512-character vector); a batch that would pass this is split into calls.
+SEARCH_RESPONSE_BUDGET = 64 * 2**20
+
+
+def _hit_bytes(layout: Layout, with_documents: bool) -> int:
+    """A generous estimate of one hit's share of a search response (texts: up to 8 KB)."""
+    full = full_max_length(layout.dim) if layout.storage == STORAGE_FLOAT16 else 8 * layout.dim
+    return 2 * (full + 128) + (8192 if with_documents else 0)
+
 def _partition_kwargs(partitions: Sequence[str] | None) -> dict[str, Any]:
     return {} if partitions is None else {"partition_names": list(partitions)}
 
@@ -499,6 +510,8 @@ class MilvusCollection(IndexUpkeep, ConditionReads, TextSearch):
         turns them into arrays. ``partitions``: search only these; ``ef``: at least
         this HNSW exploration (filtered searches, see :mod:`._filtered`);
         ``head_params``: search parameters of this search only (calibration's sweeps).
+        A batch whose response would pass :data:`SEARCH_RESPONSE_BUDGET` takes several
+        calls, each for as many queries as fit.
         """
         layout = self._require()
         partitions = self._existing(partitions)
@@ -508,21 +521,27 @@ class MilvusCollection(IndexUpkeep, ConditionReads, TextSearch):
             fields = [*layout.document_fields(), FIELD_FULL]
         else:
             fields = ([FIELD_ID] if layout.version >= 3 else []) + [FIELD_FULL]
-        with self._call("search", expr, timeout):
-            return self.client.search(
-                self.name,
-                data=heads.tolist(),
-                anns_field=FIELD_HEAD,
-                limit=limit,
-                filter=expr,
-                output_fields=fields,
-                search_params=search_params_for(
-                    self.index_type, self.head_search_params(head_params), limit, ef
-                ),
-                **self.session.read_kwargs(timeout, "search"),
-                **_partition_kwargs(partitions),
-                **call_timeout(timeout),
-            )
+        per_call = max(1, SEARCH_RESPONSE_BUDGET // (limit * _hit_bytes(layout, with_documents)))
+        params = search_params_for(self.index_type, self.head_search_params(head_params), limit, ef)
+        hits: list[Any] = []
+        for start in range(0, len(heads), per_call):
+            with self._call("search", expr, timeout):
+                found = self.client.search(
+                    self.name,
+                    data=heads[start : start + per_call].tolist(),
+                    anns_field=FIELD_HEAD,
+                    limit=limit,
+                    filter=expr,
+                    output_fields=fields,
+                    search_params=params,
+                    **self.session.read_kwargs(timeout, "search"),
+                    **_partition_kwargs(partitions),
+                    **call_timeout(timeout),
+                )
+            if len(heads) <= per_call:
+                return found
+            hits.extend(found)
+        return hits
 
     def all_ids(self, batch_size: int = 16384) -> list[str]:
         """Every row's id."""

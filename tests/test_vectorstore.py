@@ -454,3 +454,28 @@ def test_a_row_deleted_before_the_lookup_is_replaced_by_the_next_best(store, cor
 def test_fetch_documents_is_checked(lite_uri, table) -> None:
     with pytest.raises(ConfigurationError, match="fetch_documents='later' is not supported"):
         MatryoshkaMilvus(table, connection_args={"uri": lite_uri}, fetch_documents="later")
+
+
+def test_a_batch_too_large_for_one_search_response_takes_several_calls(
+    store, corpus, monkeypatch
+) -> None:
+    from langchain_matryoshka import _milvus
+
+    _, _, qtexts, _ = corpus
+    whole = store.search_batch_with_score(qtexts, k=5, candidates=40)
+    sizes: list[int] = []
+    search = store.client.search
+
+    def spy(*args, **kwargs):
+        sizes.append(len(kwargs["data"]))
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(store.client, "search", spy)
+    # a response budget of four queries' hits: 25 queries take seven calls
+    per_hit = _milvus._hit_bytes(store.engine.layout, with_documents=False)
+    monkeypatch.setattr(_milvus, "SEARCH_RESPONSE_BUDGET", 4 * 40 * per_hit)
+    assert store.search_batch_with_score(qtexts, k=5, candidates=40) == whole
+    assert sizes == [4] * 6 + [1]
+    sizes.clear()
+    store.similarity_search(qtexts[0], k=5, candidates=40)
+    assert sizes == [1]
