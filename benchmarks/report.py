@@ -20,6 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import report_tables as tables  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MARKER = re.compile(r"(<!-- report:([\w-]+) -->\n)(.*?)(<!-- /report:\2 -->)", re.S)
@@ -83,17 +86,20 @@ def consistency_table(result: dict[str, Any]) -> str:
 
 def filters_table(result: dict[str, Any]) -> str:
     """docs/filters.md: benchmarks/filters.py's own rendering."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     from filters import render
 
     return render(result)
 
 
 def _hybrid_report() -> Any:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     import hybrid_report
 
     return hybrid_report
+
+
+def hybrid_defaults_tables(result: dict[str, Any]) -> str:
+    """docs/hybrid.md: fusion settings chosen on train, measured on test (hybrid_defaults.py)."""
+    return str(_hybrid_report().defaults_tables(result))
 
 
 def hybrid_latency_table(result: dict[str, Any]) -> str:
@@ -374,6 +380,16 @@ REPORTS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "server-paired-100k": ("server-paired-100000.json", server_paired_table),
     "server-paired-300k": ("server-paired-300000.json", server_paired_table),
     "server-paired-1m": ("server-paired-1000000.json", server_paired_table),
+    "scale-1m": ("scale-1000000.json", tables.scale_1m_table),
+    "scale-300k": ("scale-300000.json", tables.scale_300k_table),
+    "scale-100k": ("scale-100000.json", tables.scale_100k_table),
+    "scale-real": ("scale-100000.json", tables.scale_real_table),
+    "eval-scifact": ("scifact-eval.json", tables.eval_quality_table),
+    "eval-hybrid-scifact": ("scifact-eval.json", tables.eval_hybrid_table),
+    "hybrid-defaults": ("hybrid-defaults-scifact.json", hybrid_defaults_tables),
+    "calibration-simulation": ("calibration-sim-scifact.json",
+                               tables.calibration_simulation_table),
+    "calibration-methods": ("calibration-methods-scifact.json", tables.calibration_methods_table),
 }
 
 

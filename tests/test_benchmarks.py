@@ -53,6 +53,20 @@ def test_scale_benchmark_small_run(tmp_path) -> None:
     for engine in engines.values():
         assert engine["rss_loaded_mb"] > 0 and engine["disk_mb"] > 0
         assert engine["ingest_s"] > 0 and engine["index_build_s"] > 0
+    # docs/benchmarks.md's table of this run, rendered from the JSON as report.py does
+    sys.path.insert(0, str(BENCHMARKS))
+    from report_tables import scale_table
+
+    table = scale_table(json.loads(out.read_text()), "synthetic-3000")
+    labels = {"funnel 64": "funnel, 64 candidates", "funnel 256": "funnel, 256 candidates",
+              "head-only": "head-only, 16 dims", "full HNSW ef=16": "full HNSW, ef 16",
+              "full HNSW ef=64": "full HNSW, ef 64", "full exact (FLAT)": "full exact (FLAT)"}
+    for key, label in labels.items():
+        assert f"| {label} | {rows[key]['recall']:.3f} | {rows[key]['p50_ms']:.0f} |" in table
+    assert "median per-query ratio to full HNSW, ef 16: funnel, 64 candidates " in table
+    ratio = engines["funnel"]["index_mb"] / engines["hnsw"]["index_mb"]
+    assert f"Funnel against full HNSW: index {ratio:.2f}x" in table
+    assert "3,000 vectors x 96 dims, head 16, 40 queries" in table
 
 
 @pytest.mark.server

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,6 +95,18 @@ def test_evaluate_beir_compares_methods(beir, tmp_path) -> None:
     assert {"eval.json", "eval.md"} <= names
     assert json.loads((tmp_path / "out" / "eval.json").read_text())["n_docs"] == 40
     assert "| funnel | pca | 40 |" in (tmp_path / "out" / "eval.md").read_text()
+    # docs/evaluation.md's two tables, rendered from eval.json as benchmarks/report.py does
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from report_tables import eval_hybrid_table, eval_quality_table
+
+    saved = json.loads((tmp_path / "out" / "eval.json").read_text())
+    quality = eval_quality_table(saved)
+    assert f"| funnel | pca | 40 | {full_funnel.ndcg:.4f} |" in quality
+    assert "hybrid" not in quality and "BM25" not in quality
+    hybrid = eval_hybrid_table(saved)
+    bm25 = next(r for r in report.results if r.method == "full text (BM25)")
+    assert f"| full text (BM25) | - | - | {bm25.ndcg:.4f} |" in hybrid
+    assert "| hybrid weighted | pca |" in hybrid and "| none |" not in hybrid
 
 
 def test_cli_help_lists_commands(capsys) -> None:
