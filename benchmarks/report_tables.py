@@ -146,17 +146,17 @@ def calibration_methods_table(report: dict[str, Any]) -> str:
     """benchmarks/calibration_methods.py: each calibration and what real queries then get."""
     fit, ev = report["fit_split"], report["eval_split"]
     lines = [
-        f"| calibration | queries | candidates | prune | scales | lower bound | {fit} recall "
-        f"| {ev} recall | seconds |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| calibration | queries | bound required | candidates | prune | scales | lower bound "
+        f"| {fit} recall | {ev} recall | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["runs"]:
+        head = f"| {r['calibration']} | {r['n_queries']} | {_fmt(r['required'])} "
         if not r["reached"]:
-            lines.append(f"| {r['calibration']} | {r['n_queries']} | not reached | | | "
-                         f"| | | {r['seconds']:.0f} |")
+            lines.append(f"{head}| not reached | | | | | | {r['seconds']:.0f} |")
             continue
         lines.append(
-            f"| {r['calibration']} | {r['n_queries']} | {r['candidates']} | {r['prune_ratio']:g} "
+            f"{head}| {r['candidates']} | {r['prune_ratio']:g} "
             f"| {','.join(map(str, r['scales']))} | {_fmt(r['lower_bound'])} "
             f"| {_fmt(r.get('fit_real'))} | {_fmt(r.get('eval_real'))} | {r['seconds']:.0f} |"
         )
@@ -184,8 +184,8 @@ def _span(values: list[Any], spec: str) -> str:
     values = [v for v in values if v is not None]
     if not values:
         return "-"
-    lo, hi = min(values), max(values)
-    return format(lo, spec) if lo == hi else f"{lo:{spec}} - {hi:{spec}}"
+    lo, hi = format(min(values), spec), format(max(values), spec)
+    return lo if lo == hi else f"{lo} - {hi}"
 
 
 def calibration_simulation_table(scifact: dict[str, Any]) -> str:
