@@ -381,7 +381,6 @@ REPORTS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "server-paired-300k": ("server-paired-300000.json", server_paired_table),
     "server-paired-1m": ("server-paired-1000000.json", server_paired_table),
     "scale-1m": ("scale-1000000.json", tables.scale_1m_table),
-    "scale-300k": ("scale-300000.json", tables.scale_300k_table),
     "scale-100k": ("scale-100000.json", tables.scale_100k_table),
     "scale-real": ("scale-100000.json", tables.scale_real_table),
     "eval-scifact": ("scifact-eval.json", tables.eval_quality_table),
@@ -407,17 +406,15 @@ def render_file(text: str, where: str) -> str:
     return MARKER.sub(fill, text)
 
 
-PRE_JSON = "From a run before results were kept as JSON"
 #: a cell of figures: a number with a unit, a range ("5.2 - 36"), a pair ("256: 0.996")
 NUMBER = re.compile(r"^[*~<>=]*[-+]?\d[\d,.]*(\s*(x|%|ms|s|MB|GB))?([\s:-]+\d[\d,.]*(x|%)?)*[*]*$")
 
 
 def unmarked_tables(text: str) -> list[tuple[int, str]]:
-    """Results tables typed by hand: outside every marker and not marked as pre-JSON.
+    """Results tables typed by hand: tables of figures outside every marker.
 
     A results table is one whose data cells, past the first column, are mostly numbers;
-    tables of options or API (words in most cells) are fine by hand. A table is marked
-    pre-JSON by the words of ``PRE_JSON`` in the text since the previous table or marker.
+    tables of options or API (words in most cells) are fine by hand.
     """
     marked = [m.span() for m in MARKER.finditer(text)]
     lines = text.split("\n")
@@ -425,12 +422,10 @@ def unmarked_tables(text: str) -> list[tuple[int, str]]:
     for line in lines:
         starts.append(starts[-1] + len(line) + 1)
     found: list[tuple[int, str]] = []
-    since, i = 0, 0  # since: where the text that may hold a table's mark begins
+    i = 0
     while i < len(lines):
-        inside = any(a <= starts[i] < b for a, b in marked)
         header = i + 1 < len(lines) and lines[i].startswith("|")
         if not (header and lines[i + 1].startswith("|---")):
-            since = starts[i + 1] if inside else since
             i += 1
             continue
         end = i + 2
@@ -438,10 +433,10 @@ def unmarked_tables(text: str) -> list[tuple[int, str]]:
             end += 1
         cells = [c.strip() for row in lines[i + 2 : end] for c in row.strip("|").split("|")[1:]]
         numeric = sum(bool(NUMBER.match(c)) for c in cells)
-        before = " ".join(text[since : starts[i]].split()).lower()
-        if not inside and numeric * 2 > len(cells) > 0 and PRE_JSON.lower() not in before:
+        inside = any(a <= starts[i] < b for a, b in marked)
+        if not inside and numeric * 2 > len(cells) > 0:
             found.append((i + 1, lines[i]))
-        since, i = starts[end], end
+        i = end
     return found
 
 
@@ -470,8 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.check and unmarked:
         print(
-            "results tables typed by hand (render them from JSON between report markers, or "
-            f"mark them {PRE_JSON!r} with their command):\n  " + "\n  ".join(unmarked),
+            "results tables typed by hand (render them from JSON between report markers):\n  "
+            + "\n  ".join(unmarked),
             file=sys.stderr,
         )
     if args.check and stale:

@@ -23,8 +23,8 @@ def _scale_label(name: str, search_dim: int) -> str:
     return name.replace(" ef=", ", ef ")
 
 
-def _ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}x"
+def _ratio(a: float, b: float, spec: str = ".2f") -> str:
+    return f"{a / b:{spec}}x"
 
 
 def scale_table(result: dict[str, Any], run: str) -> str:
@@ -38,8 +38,10 @@ def scale_table(result: dict[str, Any], run: str) -> str:
     ]
     for name, row in data["rows"].items():
         eng = engines[row["engine"]]
-        batch = "-" if row["qps_batch"] is None else f"{row['qps_batch']:.1f}"
-        gain = "-" if row["qps_batch"] is None else _ratio(row["qps_batch"], row["qps_single"])
+        batch, gain = "-", "-"
+        if row["qps_batch"] is not None:
+            batch = f"{row['qps_batch']:.1f}"
+            gain = _ratio(row["qps_batch"], row["qps_single"], ".1f")
         lines.append(
             f"| {_scale_label(name, data['search_dim'])} | {row['recall']:.3f} "
             f"| {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | {row['qps_single']:.1f} | {batch} "
@@ -100,10 +102,6 @@ def scale_table(result: dict[str, Any], run: str) -> str:
 
 def scale_1m_table(result: dict[str, Any]) -> str:
     return scale_table(result, "synthetic-1000000")
-
-
-def scale_300k_table(result: dict[str, Any]) -> str:
-    return scale_table(result, "synthetic-300000")
 
 
 def scale_100k_table(result: dict[str, Any]) -> str:
