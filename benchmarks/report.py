@@ -381,6 +381,7 @@ REPORTS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "server-paired-300k": ("server-paired-300000.json", server_paired_table),
     "server-paired-1m": ("server-paired-1000000.json", server_paired_table),
     "scale-1m": ("scale-1000000.json", tables.scale_1m_table),
+    "scale-300k": ("scale-300000.json", tables.scale_300k_table),
     "scale-100k": ("scale-100000.json", tables.scale_100k_table),
     "scale-real": ("scale-100000.json", tables.scale_real_table),
     "eval-scifact": ("scifact-eval.json", tables.eval_quality_table),

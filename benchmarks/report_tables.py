@@ -104,6 +104,10 @@ def scale_1m_table(result: dict[str, Any]) -> str:
     return scale_table(result, "synthetic-1000000")
 
 
+def scale_300k_table(result: dict[str, Any]) -> str:
+    return scale_table(result, "synthetic-300000")
+
+
 def scale_100k_table(result: dict[str, Any]) -> str:
     return scale_table(result, "synthetic-100000")
 
