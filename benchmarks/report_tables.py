@@ -118,26 +118,16 @@ def scale_real_table(result: dict[str, Any]) -> str:
 
 def eval_quality_table(report: dict[str, Any]) -> str:
     """``langchain-matryoshka eval``'s dense rows (eval.json): quality against exact search."""
-    k = report["k"]
-    lines = [
-        f"| method | rotation | candidates | nDCG@{k} | recall@{k} | recall@{k} vs exact "
-        "| ms/query |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in report["results"]:
-        if r["method"].startswith(("hybrid", "full text")):
-            continue
-        cands = "-" if r["candidates"] is None else str(r["candidates"])
-        lines.append(
-            f"| {r['method']} | {r['rotation']} | {cands} | {r['ndcg']:.4f} | {r['recall']:.4f} "
-            f"| {r['recall_vs_exact']:.4f} | {r['latency_ms']:.1f} |"
-        )
-    lines += [
+    from langchain_matryoshka.evaluation import MethodResult, methods_table
+
+    rows = [MethodResult(**r) for r in report["results"]
+            if not r["method"].startswith(("hybrid", "full text"))]
+    return "\n".join([
+        methods_table(rows, report["k"]),
         "",
         f"{report['n_docs']:,} documents, {report['n_queries']} queries, {report['dim']} dims, "
         f"head {report['search_dim']}, prune ratio {report['settings'].get('prune_ratio')}.",
-    ]
-    return "\n".join(lines)
+    ])
 
 
 def _fmt(value: float | None, spec: str = ".4f") -> str:

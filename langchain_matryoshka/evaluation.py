@@ -173,19 +173,23 @@ class EvalReport:
 
     def table(self) -> str:
         """Markdown table of every method."""
-        k = self.k
-        lines = [
-            f"| method | rotation | candidates | nDCG@{k} | recall@{k} | recall@{k} vs exact "
-            "| ms/query |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for r in self.results:
-            cands = "-" if r.candidates is None else str(r.candidates)
-            lines.append(
-                f"| {r.method} | {r.rotation} | {cands} | {r.ndcg:.4f} | {r.recall:.4f} | "
-                f"{r.recall_vs_exact:.4f} | {r.latency_ms:.1f} |"
-            )
-        return "\n".join(lines)
+        return methods_table(self.results, self.k)
+
+
+def methods_table(results: Sequence[MethodResult], k: int) -> str:
+    """Markdown table of these methods' quality and latency."""
+    lines = [
+        f"| method | rotation | candidates | nDCG@{k} | recall@{k} | recall@{k} vs exact "
+        "| ms/query |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        cands = "-" if r.candidates is None else str(r.candidates)
+        lines.append(
+            f"| {r.method} | {r.rotation} | {cands} | {r.ndcg:.4f} | {r.recall:.4f} | "
+            f"{r.recall_vs_exact:.4f} | {r.latency_ms:.1f} |"
+        )
+    return "\n".join(lines)
 
 
 def evaluate_beir(
