@@ -20,6 +20,14 @@ Lite file; an estimate of each index's memory (HNSW: float32 vectors of the inde
 field plus 2 * M links of 4 bytes per row on layer 0; M from the index description,
 16 where it gives none).
 
+Where each store's time goes (``floor`` in the JSON): paired again with both whole
+searches, the funnel's head-search call alone (its fields, parameters and consistency,
+nothing done with the hits), that call without the full vectors, with ids only, and
+langchain-milvus's own call alone, each as a median per-query ratio to
+langchain-milvus's whole search. The funnel's call alone is the least its search can
+cost at its candidate count; the call without the full vectors bounds what any
+encoding of them could save.
+
 Milvus Lite, one .db file per store in ``--workdir``::
 
     python benchmarks/vs_langchain_milvus.py --workdir W --n 100000
@@ -69,7 +77,7 @@ from server_paired import _wait_for_index  # noqa: E402
 
 from langchain_matryoshka._head_choice import head_index_mb  # noqa: E402
 from langchain_matryoshka._indexes import build_params  # noqa: E402
-from langchain_matryoshka._layout import FIELD_HEAD  # noqa: E402
+from langchain_matryoshka._layout import FIELD_FULL, FIELD_HEAD  # noqa: E402
 
 K = 10
 BATCH = 32
@@ -301,6 +309,86 @@ def measure(
     }
 
 
+#: Calls paired against langchain-milvus's whole search by :func:`floor`.
+FLOOR_CALLS = (
+    "funnel",
+    "funnel_call",
+    "funnel_call_without_full",
+    "funnel_call_ids_only",
+    "langchain_milvus_call",
+)
+
+
+def floor(funnel: Any, plain: Any, qtexts: list[str], queries: np.ndarray) -> dict[str, Any]:
+    """How much of each store's search is the Milvus call itself, paired query by query.
+
+    Beside both stores' whole ``similarity_search``: the funnel's head-search call alone
+    (the same fields, parameters and consistency, through pymilvus, nothing done with
+    its hits), that call without the full vectors (no encoding of them can cost less),
+    with ids only, and langchain-milvus's own call alone. Each as the median of its
+    per-query ratios to langchain-milvus's whole search.
+    """
+    from langchain_matryoshka._indexes import search_params_for
+    from langchain_matryoshka._layout import FIELD_ID
+    from langchain_matryoshka.funnel import head_of
+
+    engine = funnel._engine
+    coll = engine.collection
+    layout = coll._require()
+    limit = engine.plan(K, {})[0].candidates
+    heads = head_of(engine.query_vectors(queries, layout), layout.search_dim)
+    params = search_params_for(coll.index_type, coll.head_search_params(None), limit, None)
+    row_of = {t: i for i, t in enumerate(qtexts)}
+    docs = layout.document_fields()
+
+    def funnel_call(fields: list[str]) -> Any:
+        def run(q: str) -> Any:
+            return coll.client.search(
+                coll.name,
+                data=[heads[row_of[q]].tolist()],
+                anns_field=FIELD_HEAD,
+                limit=limit,
+                filter="",
+                output_fields=fields,
+                search_params=params,
+                **coll.session.read_kwargs(None, "search"),
+            )
+
+        return run
+
+    plain_params = plain._as_list(plain.search_params)[0]
+    plain_fields = plain._get_output_fields()
+
+    def plain_call(q: str) -> Any:
+        return plain.client.search(
+            PLAIN,
+            data=[queries[row_of[q]].tolist()],
+            anns_field=plain._vector_field,
+            search_params=plain_params,
+            limit=K,
+            filter="",
+            output_fields=plain_fields,
+        )
+
+    settings = {
+        "langchain_milvus": lambda q: plain.similarity_search(q, k=K),
+        "funnel": lambda q: funnel.similarity_search(q, k=K),
+        "funnel_call": funnel_call([*docs, FIELD_FULL]),
+        "funnel_call_without_full": funnel_call(docs),
+        "funnel_call_ids_only": funnel_call([FIELD_ID] if layout.version >= 3 else []),
+        "langchain_milvus_call": plain_call,
+    }
+    times, _ = paired(settings, np.asarray(qtexts, dtype=object), warmup=min(10, len(qtexts)))
+    base = np.asarray(times["langchain_milvus"])
+    return {
+        "candidates": limit,
+        "p50_ms": {name: pct(t, 50) * 1000 for name, t in times.items()},
+        "median_ratio_to_langchain_milvus": {
+            name: float(np.median(np.asarray(times[name]) / base)) for name in FLOOR_CALLS
+        },
+    }
+
+
 #: Options whose values name this machine: recorded as placeholders.
 PLACEHOLDERS = {"--uri": "URI", "--workdir": "W", "--server-data": "DIR"}
 
@@ -394,6 +482,7 @@ def main() -> None:
         funnel, plain = open_stores(args, emb, drop=True)
         result["ingest"] = ingest(args, funnel, plain, docs)
     result.update(measure(args, funnel, plain, qtexts, truth))
+    result["floor"] = floor(funnel, plain, qtexts, queries)
     result["funnel_search_dim"] = funnel.search_dim
     f_idx = _index_info(funnel.client, FUNNEL)
     p_idx = _index_info(plain.client, PLAIN)
@@ -421,7 +510,8 @@ def main() -> None:
             plain.client.drop_collection(name)
     print(
         json.dumps(
-            {k: result[k] for k in ("ingest", "rows", "index_memory", "index_files_mb")}, indent=1
+            {k: result[k] for k in ("ingest", "rows", "floor", "index_memory", "index_files_mb")},
+            indent=1,
         )
     )
     print(
