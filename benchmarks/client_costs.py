@@ -11,6 +11,10 @@ candidates    one head search's ``--candidates`` hits (text and JSON metadata wi
               package's way, which decodes only those 10 hits' metadata, beside every
               hit's decoded first (pymilvus' iteration; what 0.3.0 did), median of 200
               fresh results, alternating
+funnel        the same hits turned into the top 10 documents the way a search does: the
+              candidates, the funnel's rerank on the plan's default stages and the
+              documents (the whole client side after the Milvus call), median of 200
+              fresh results
 
 Run it under two checkouts (``PYTHONPATH=OLD`` and the current one) to compare versions:
 
@@ -80,7 +84,7 @@ def decode_ms(candidates: int, dim: int) -> dict[str, float]:
 
 def candidates_ms(uri: str | None, candidates: int, dim: int) -> dict[str, float]:
     from langchain_matryoshka._candidates import hits_to_candidates
-    from langchain_matryoshka.funnel import head_of
+    from langchain_matryoshka.funnel import funnel_rerank, head_of
 
     rows = max(1000, 2 * candidates)
     vectors = np.random.default_rng(1).standard_normal((rows, dim)).astype(np.float32)
@@ -112,14 +116,29 @@ def candidates_ms(uri: str | None, candidates: int, dim: int) -> dict[str, float
                 cands.document(0, j, layout)
             return time.perf_counter() - start
 
-        lazy, eager = [], []
+        plan = engine.plan(10, {})[0]
+        query = engine.query_vectors(vectors[:1], layout)
+
+        def funnel() -> float:
+            hits = engine.collection.search(heads, candidates, "", with_documents=True)
+            start = time.perf_counter()
+            cands = hits_to_candidates(hits, layout)
+            ranked = funnel_rerank(query, cands.vectors, cands.n_valid, plan)
+            for j in ranked.indices[0].tolist():
+                cands.document(0, j, layout)
+                np.asarray(cands.vectors[0, j], dtype=np.float32)  # a hit keeps its vector
+            return time.perf_counter() - start
+
+        lazy, eager, whole = [], [], []
         for _ in range(200):
             lazy.append(convert(False))
             eager.append(convert(True))
+            whole.append(funnel())
         engine.drop()
         store.close()
     return {"candidates_ms": statistics.median(lazy) * 1000,
-            "candidates_all_metadata_ms": statistics.median(eager) * 1000}
+            "candidates_all_metadata_ms": statistics.median(eager) * 1000,
+            "funnel_ms": statistics.median(whole) * 1000}
 
 
 def main() -> None:

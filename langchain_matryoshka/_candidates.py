@@ -23,13 +23,18 @@ class Candidates:
 
     ids: list[list[str]]
     vectors: np.ndarray
-    """``[n_queries, n_candidates, dim]`` full embeddings (zeros past ``n_valid``)."""
+    """``[n_queries, n_candidates, dim]`` full embeddings (zeros past ``n_valid``), as
+    stored: float16 for a float16 layout (:meth:`vector` gives one as float32)."""
     n_valid: np.ndarray
     """``[n_queries]`` hits returned for each query."""
     entities: list[list[Mapping[str, Any]]] | None = None
     """Each hit's fields (text, metadata), when the search brought the documents back."""
     lazy: list[_LazyJson | None] | None = None
     """Per query, the JSON columns not decoded yet (see :func:`_entities`)."""
+
+    def vector(self, qi: int, j: int) -> np.ndarray:
+        """Query ``qi``'s hit ``j``'s full embedding, float32."""
+        return self.vectors[qi, j].astype(np.float32)
 
     def document(self, qi: int, j: int, layout: Layout) -> tuple[str, dict[str, Any]]:
         """(text, metadata) of query ``qi``'s hit ``j`` (only when :attr:`entities`)."""
@@ -115,9 +120,12 @@ def hits_to_candidates(hits: Sequence[Sequence[Mapping[str, Any]]], layout: Layo
         lazy.append(pending)
     n_valid = np.array([len(q) for q in ids], dtype=np.int64)
     width = int(n_valid.max()) if len(ids) else 0
-    vectors = np.zeros((len(ids), width, layout.dim), dtype=np.float32)
-    flat = decode_full([e[FIELD_FULL] for ents in entities for e in ents], layout)
-    vectors[np.arange(width) < n_valid[:, None]] = flat
+    flat = decode_full([e[FIELD_FULL] for ents in entities for e in ents], layout, np.float16)
+    if len(ids) and bool((n_valid == width).all()):  # a full rectangle: no padding to add
+        vectors = flat.reshape(len(ids), width, layout.dim)
+    else:
+        vectors = np.zeros((len(ids), width, layout.dim), dtype=flat.dtype)
+        vectors[np.arange(width) < n_valid[:, None]] = flat
     first_hit = next((ents[0] for ents in entities if ents), None)
     with_documents = first_hit is not None and FIELD_TEXT in first_hit
     if not with_documents:

@@ -202,7 +202,7 @@ class SearchMethods:
                 assert entry is not None  # _refill dropped the rows that are gone
                 text, metadata = entry
                 doc = Document(id=cands.ids[qi][j], page_content=text, metadata=metadata)
-                hits_q.append(Hit(doc, float(score), cands.vectors[qi, j]))
+                hits_q.append(Hit(doc, float(score), cands.vector(qi, j)))
             results.append(hits_q)
         clock.lap("documents")
         return self._recorded(results, queries, query_texts, record)

@@ -345,18 +345,23 @@ def encode_full(vectors: np.ndarray, storage: str) -> list[Any]:
     return [base64.b64encode(row.tobytes()).decode("ascii") for row in unit]
 
 
-def decode_full(values: Sequence[Any], layout: Layout) -> np.ndarray:
-    """The ``full`` field's values as float32 ``[n, dim]``."""
+def decode_full(values: Sequence[Any], layout: Layout, dtype: Any = np.float32) -> np.ndarray:
+    """The ``full`` field's values as ``[n, dim]`` of ``dtype``.
+
+    ``dtype=np.float16`` keeps a float16 layout's values as stored (no conversion): the
+    funnel converts only the prefixes each stage scores (:func:`.funnel.funnel_rerank`).
+    """
     if layout.storage == STORAGE_ARRAY:
         return np.asarray(values, dtype=np.float32).reshape(len(values), layout.dim)
-    # pybase64 (SIMD), not binascii: 0.42 vs 1.27 ms for 128 candidates of 768 dims, the
-    # float32 conversion included (benchmarks/client_costs.py, docs/storage.md). Without
-    # padding (2 * dim bytes a multiple of 3) the rows' texts decode as one.
+    # pybase64 (SIMD), not binascii; validate=True is its fast path (the lenient default
+    # first filters the text). Without padding (2 * dim bytes a multiple of 3) the rows'
+    # texts decode as one. Timings: benchmarks/client_costs.py, docs/storage.md.
     if (2 * layout.dim) % 3 == 0:
-        raw = b64decode("".join(values))
+        raw = b64decode("".join(values), validate=True)
     else:
-        raw = b"".join(map(b64decode, values))
-    return np.frombuffer(raw, dtype=np.float16).reshape(len(values), layout.dim).astype(np.float32)
+        raw = b"".join(b64decode(v, validate=True) for v in values)
+    half = np.frombuffer(raw, dtype=np.float16).reshape(len(values), layout.dim)
+    return half if dtype == np.float16 else half.astype(dtype)
 
 
 # ---------------------------------------------------------------------------- rows

@@ -279,12 +279,16 @@ def funnel_rerank(
     Args:
         queries: ``[n_queries, dim]`` full query embeddings.
         candidates: ``[n_queries, n_candidates, dim]`` full embeddings of each query's
-            candidates; rows past ``n_valid[q]`` are padding and never returned.
+            candidates, float16 or float32 (each stage converts the prefix it scores;
+            other types are converted first); rows past ``n_valid[q]`` are padding
+            and never returned.
         n_valid: ``[n_queries]`` number of real candidates per query.
         plan: a validated :class:`FunnelPlan`.
     """
     q = np.asarray(queries, dtype=np.float32)
-    cand = np.asarray(candidates, dtype=np.float32)
+    cand = np.asarray(candidates)
+    if cand.dtype not in (np.float16, np.float32):
+        cand = cand.astype(np.float32)
     nq, nc, dim = cand.shape
     k = plan.k
     if nc == 0:
@@ -305,6 +309,8 @@ def funnel_rerank(
             seg = cand[:, :, prev:scale]  # [nq, nc, s] (a view)
         else:
             seg = cand[rows, keep, prev:scale]  # [nq, m, s] gathered survivors
+        # float16 candidates (as stored) are converted here, only the prefixes scored
+        seg = seg.astype(np.float32, copy=False)
         qseg = q[:, prev:scale]  # [nq, s]
         dots = dots + np.einsum("qmd,qd->qm", seg, qseg)
         sq = sq + np.einsum("qmd,qmd->qm", seg, seg)

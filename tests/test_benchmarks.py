@@ -261,3 +261,4 @@ def test_client_costs_time_a_first_write_and_both_decoders(tmp_path) -> None:
     assert all(t > 0 for t in result["first_write_ms"])
     assert result["decode_full_ms"] > 0 and result["binascii_ms"] > 0
     assert result["candidates_ms"] > 0 and result["candidates_all_metadata_ms"] > 0
+    assert result["funnel_ms"] > 0

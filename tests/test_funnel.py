@@ -86,6 +86,25 @@ def test_funnel_scores_are_full_dimension_cosines_of_returned_docs() -> None:
         assert list(out.scores[q]) == sorted(out.scores[q], reverse=True)
 
 
+def test_float16_candidates_rank_exactly_as_their_float32_values() -> None:
+    # The store hands the funnel its candidates as stored (float16); each stage converts
+    # only the prefix it scores. Same values in float32: the same ranking and scores.
+    docs = matryoshka_like(200, 32, seed=11).astype(np.float16)
+    queries = matryoshka_like(5, 32, seed=12)
+    rng = np.random.default_rng(1)
+    cands = np.stack([docs[rng.permutation(200)[:120]] for _ in range(5)])  # [5, 120, 32]
+    n_valid = np.array([120, 120, 50, 7, 120])
+    plan = make_plan(dim=32, search_dim=4, k=6, candidates=120, scales=[8, 16, 32])
+    half = funnel_rerank(queries, cands, n_valid, plan)
+    single = funnel_rerank(queries, cands.astype(np.float32), n_valid, plan)
+    np.testing.assert_array_equal(half.indices, single.indices)
+    np.testing.assert_array_equal(half.scores, single.scores)
+    assert half.scores.dtype == np.float32
+    # and list input (float64) still ranks as float32
+    listed = funnel_rerank(queries, cands.astype(np.float64).tolist(), n_valid, plan)
+    np.testing.assert_array_equal(listed.indices, single.indices)
+
+
 def test_batch_equals_one_query_at_a_time() -> None:
     docs = matryoshka_like(64, 16, seed=7)
     queries = matryoshka_like(6, 16, seed=8)

@@ -388,7 +388,7 @@ def test_documents_fetched_after_the_rerank_equal_those_fetched_with_candidates(
 
 def test_candidates_decode_the_metadata_of_the_hits_read_only(store, corpus) -> None:
     from langchain_matryoshka._candidates import hits_to_candidates
-    from langchain_matryoshka._layout import FIELD_ID, FIELD_TEXT
+    from langchain_matryoshka._layout import FIELD_FULL, FIELD_ID, FIELD_TEXT, decode_full
     from langchain_matryoshka.funnel import head_of
 
     _, _, _, queries = corpus
@@ -407,9 +407,15 @@ def test_candidates_decode_the_metadata_of_the_hits_read_only(store, corpus) -> 
                                              layout.metadata_of(h["entity"]))
                 for h in query_hits}
         assert len(cands.ids[qi]) == len(want) == 40
+        full = {str(h["entity"][FIELD_ID]): h["entity"][FIELD_FULL] for h in query_hits}
         for j, doc_id in enumerate(cands.ids[qi]):
             assert cands.document(qi, j, layout) == want[doc_id]
             assert want[doc_id][1]["i"] == int(doc_id[2:])
+            # the vectors stay float16 as stored; a hit's comes out float32, same values
+            vector = cands.vector(qi, j)
+            assert vector.dtype == np.float32
+            np.testing.assert_array_equal(vector, decode_full([full[doc_id]], layout)[0])
+    assert cands.vectors.dtype == np.float16
 
 
 def test_after_the_rerank_texts_come_from_one_lookup_for_the_whole_batch(store, corpus) -> None:
