@@ -329,6 +329,12 @@ def vs_langchain_milvus_table(_: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def floor_table(_: dict[str, Any]) -> str:
+    """Each store's Milvus call against its whole search, per run that measured it."""
+    runs = [(label, _load(name)) for label, name in VS_RUNS if (RESULTS / name).exists()]
+    return tables.floor_table(runs)
+
+
 LITE_PROFILE_ROWS = (
     ("Lite: `_build_local_mask` (per row: newest version, tombstones)", "lite_build_local_mask"),
     ("Lite: `_update_max_seqs` (a dict of every primary key)", "lite_update_max_seqs"),
@@ -367,7 +373,8 @@ REPORTS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "demo-headline": ("demo.json", demo_headline),
     "consistency": ("consistency-20000.json", consistency_table),
     "vs-langchain-milvus": ("vs-langchain-milvus-lite-100000.json", vs_langchain_milvus_table),
-    "head-indexes": ("vs-langchain-milvus-server-1000000.json", head_indexes_table),
+    "head-indexes": ("vs-langchain-milvus-server-1000000-head-indexes.json", head_indexes_table),
+    "floor": ("vs-langchain-milvus-lite-100000.json", floor_table),
     "filters-lite": ("filters-lite.json", filters_table),
     "filters-server": ("filters-server.json", filters_table),
     "lite-profile": ("lite-profile-100000.json", lite_profile_table),

@@ -223,3 +223,40 @@ def eval_hybrid_table(report: dict[str, Any]) -> str:
             if r["rotation"] != "none" and r["method"] != "head only"
             and (r["candidates"] in (None, 64, 128, 256) or r["method"] == "funnel calibrated")]
     return str(hybrid_report.eval_table({**report, "results": rows}))
+
+
+FLOOR_ROWS = (
+    ("MatryoshkaMilvus, whole `similarity_search`", "funnel"),
+    ("its head-search call alone ({c} hits: texts, metadata, full vectors)", "funnel_call"),
+    ("the same call without the full vectors", "funnel_call_without_full"),
+    ("the same call, ids only", "funnel_call_ids_only"),
+    ("langchain-milvus's own search call alone", "langchain_milvus_call"),
+)
+
+
+def floor_table(runs: list[tuple[str, dict[str, Any]]]) -> str:
+    """Where each store's search time goes, per run of benchmarks/vs_langchain_milvus.py.
+
+    ``runs``: (column label, that run's JSON) for the runs with a ``floor`` phase.
+    """
+    runs = [(label, r) for label, r in runs if "floor" in r]
+    if not runs:
+        return "(no run with a floor phase yet)"
+    lines = [
+        "| median per-query ratio to langchain-milvus's whole search | "
+        + " | ".join(label for label, _ in runs) + " |",
+        "|---|" + "---|" * len(runs),
+    ]
+    candidates = runs[0][1]["floor"]["candidates"]
+    for text, key in FLOOR_ROWS:
+        cells = [f"{r['floor']['median_ratio_to_langchain_milvus'][key]:.2f}x" for _, r in runs]
+        lines.append(f"| {text.format(c=candidates)} | " + " | ".join(cells) + " |")
+    p50 = [f"{r['floor']['p50_ms']['langchain_milvus']:.1f} ms" for _, r in runs]
+    lines += [
+        "| langchain-milvus, whole `similarity_search` (its p50) | " + " | ".join(p50) + " |",
+        "",
+        f"768 dims, k=10, {runs[0][1]['queries']} queries, each store at its defaults, all six "
+        f"searches of a query back to back in a rotating order; {runs[0][1]['hardware']}; "
+        "the `floor` phase of `python benchmarks/vs_langchain_milvus.py` (commands above).",
+    ]
+    return "\n".join(lines)

@@ -192,6 +192,20 @@ def test_vs_langchain_milvus_smoke_run(tmp_path) -> None:
 
     table = head_indexes_table(result)
     assert "| IVF_SQ8 (store defaults) |" in table and "| HNSW (store defaults) |" in table
+    # the floor phase: each store's Milvus call alone, paired with both whole searches
+    floor = result["floor"]
+    assert floor["candidates"] >= 10
+    ratios = floor["median_ratio_to_langchain_milvus"]
+    assert set(ratios) == {"funnel", "funnel_call", "funnel_call_without_full",
+                           "funnel_call_ids_only", "langchain_milvus_call"}  # fmt: skip
+    assert all(r > 0 for r in ratios.values())
+    assert set(floor["p50_ms"]) == {"langchain_milvus", *ratios}
+    from report_tables import floor_table
+
+    rendered = floor_table([("Lite, 2k", result), ("no floor", {"queries": 40})])
+    assert "| MatryoshkaMilvus, whole `similarity_search` |" in rendered
+    assert f"| {ratios['funnel_call']:.2f}x |" in rendered.splitlines()[3]
+    assert "no floor" not in rendered  # a run without a floor phase gets no column
 
 
 def test_lite_profile_counts_a_sample_once_per_label_and_the_client_side_outside_its_calls(
