@@ -56,30 +56,15 @@ FUNNEL = "bench_funnel"
 PLAIN = "bench_hnsw"
 
 
-#: Milvus builds no index on a segment of fewer rows (``minSegmentNumRowsToEnableIndex``).
-MIN_INDEXED_SEGMENT_ROWS = 1024
-
-
 def _wait_for_index(client: Any, collection: str, field: str, timeout: float = 1800) -> None:
     """A server builds indexes in the background: wait until every row is indexed and
-    every segment is served with its index.
+    every segment is served through its index (see
+    :func:`langchain_matryoshka._indexes.wait_for_served_index`)."""
+    from langchain_matryoshka._indexes import wait_for_index, wait_for_served_index
 
-    ``describe_index`` says Finished once the index files are built; the query node
-    then swaps each segment's raw data for its index a while later, and until it does
-    that segment is searched by brute force (measured on 2.3.5 at 100k rows: one
-    segment of 21,000 rows still unindexed a minute after Finished). Segments too small
-    to be indexed are not waited for.
-    """
-    from langchain_matryoshka._indexes import wait_for_index
-
-    deadline = time.monotonic() + timeout
     wait_for_index(client, collection, field, timeout)
-    while time.monotonic() < deadline:
-        segments = client.list_loaded_segments(collection)
-        if all(s.index_name or s.num_rows < MIN_INDEXED_SEGMENT_ROWS for s in segments):
-            return
-        time.sleep(1.0)
-    raise TimeoutError(f"{collection!r}: segments still served without their index")
+    if not wait_for_served_index(client, collection, timeout):
+        raise TimeoutError(f"{collection!r}: segments still served without their index")
 
 
 def ingest(args: argparse.Namespace, docs: np.ndarray) -> dict[str, Any]:

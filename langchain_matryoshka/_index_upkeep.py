@@ -7,7 +7,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ._connection import lite_writes
-from ._indexes import Backend, create_index, has_index, index_params_for, wait_for_index
+from ._indexes import (
+    Backend,
+    create_index,
+    has_index,
+    index_params_for,
+    wait_for_index,
+    wait_for_served_index,
+)
 from ._layout import FIELD_HEAD, FIELD_SPARSE, Layout
 from ._schema import read_layout
 
@@ -99,15 +106,18 @@ class IndexUpkeep:
             raise
 
     def wait_for_head_index(self) -> None:
-        """On a server, wait until the head index covers every flushed row.
+        """On a server, wait until the head index covers every flushed row and serves it.
 
         A server builds indexes in the background; until then Milvus 2.3 searches the
         flushed segments through a temporary IVF index of its own (measured: a
         calibration right after ingesting 100k rows found no funnel reaching recall@10
-        0.99 on the HNSW head, one after the build did). Milvus Lite needs no wait.
+        0.99 on the HNSW head, one after the build did), and it keeps doing so for a
+        while after the build (:func:`._indexes.wait_for_served_index`, at most
+        :data:`._indexes.INDEX_SERVE_TIMEOUT` more). Milvus Lite needs no wait.
         """
         if not self.lite:
             wait_for_index(self.client, self.name, FIELD_HEAD)
+            wait_for_served_index(self.client, self.name)
 
     def _index_params(self, layout: Layout) -> Any:
         """The head index, the BM25 index and the declared columns' scalar indexes."""
@@ -127,17 +137,22 @@ class IndexUpkeep:
     def build_index(self) -> None:
         """Flush, then release and reload so the head index covers every row now.
 
-        Milvus Lite builds indexes in the background after a flush and searches by
-        brute force until they finish; reloading forces the build (measured: 60k rows,
-        456 ms per search before, 37 ms after).
+        On a server, after the build and the reload, wait until every segment is served
+        through its index (:func:`._indexes.wait_for_served_index`). Milvus Lite builds
+        indexes in the background after a flush and searches by brute force until they
+        finish; reloading forces the build (measured: 60k rows, 456 ms per search
+        before, 37 ms after).
         """
         with lite_writes(self.lite, self.name, self.connection.uri):
             self.client.flush(self.name)
-        self.wait_for_head_index()
+        if not self.lite:  # built; which segments serve it is settled after the reload
+            wait_for_index(self.client, self.name, FIELD_HEAD)
         self.client.release_collection(self.name)
         for attempt in range(20):
             try:
                 self.client.load_collection(self.name)
+                if not self.lite:  # segments compacted meanwhile are loaded unindexed
+                    wait_for_served_index(self.client, self.name)
                 return
             except Exception as exc:
                 # Milvus Lite writes index files in the background after a flush, in

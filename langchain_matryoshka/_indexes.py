@@ -112,6 +112,43 @@ def wait_for_index(
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
+#: A server builds no index on a segment of fewer rows (``minSegmentNumRowsToEnableIndex``).
+MIN_INDEXED_SEGMENT_ROWS = 1024
+#: ``SegmentState.Growing``: searched through the server's temporary index whatever is built.
+_GROWING = 2
+#: How long :func:`wait_for_served_index` waits for the query node to swap indexes in.
+INDEX_SERVE_TIMEOUT = 300.0
+
+
+def wait_for_served_index(
+    client: Any, collection: str, timeout: float = INDEX_SERVE_TIMEOUT
+) -> bool:
+    """After an index is built, wait until the server searches every segment through it.
+
+    ``describe_index`` says Finished once the index files exist; the query node swaps
+    each sealed segment's raw data (searched through a temporary IVF index of its own,
+    approximate) for the built index a while later (measured on Milvus 2.3.5: a
+    21,000-row segment still unindexed a minute after Finished). Segments too small to
+    be indexed and growing ones are not waited for. Returns whether every segment was
+    served indexed in time; a server that does not list its loaded segments is not
+    waited for (True).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            segments = client.list_loaded_segments(collection)
+        except Exception:  # noqa: BLE001 - an older server or Milvus Lite: nothing to wait for
+            return True
+        if all(
+            s.index_name or s.num_rows < MIN_INDEXED_SEGMENT_ROWS or s.state == _GROWING
+            for s in segments
+        ):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+
 def build_params(index_type: str, params: Mapping[str, Any] | None, dim: int) -> dict[str, Any]:
     """Build parameters of a ``dim``-wide head index: the type's defaults, then ``params``.
 

@@ -511,3 +511,31 @@ def test_ivf_index_on_server(server_uri, server_collection, table, corpus) -> No
         assert [d.id for d in hits] == [f"id{i}" for i in _exact_top(docs, queries[0], 5)]
     finally:
         store.close()
+
+
+def test_build_index_returns_once_every_segment_is_served_through_the_index(
+    server_uri, server_collection
+) -> None:
+    """A 2.3 server searches a sealed segment through a temporary IVF index of its own
+    until its query node swaps the built index in, a while after describe_index says
+    Finished; build_index() returns after that swap, so searches use the index."""
+    from langchain_matryoshka._indexes import MIN_INDEXED_SEGMENT_ROWS
+
+    n = 3000
+    store = MatryoshkaMilvus(
+        DeterministicFakeEmbedding(size=16),
+        collection_name=server_collection,
+        connection_args={"uri": server_uri},
+        search_dim=4,
+    )
+    try:
+        store.add_texts([f"text {i}" for i in range(n)], ids=[f"doc-{i}" for i in range(n)])
+        store.build_index()
+        segments = store.client.list_loaded_segments(server_collection)
+        assert sum(s.num_rows for s in segments) == n
+        big = [s for s in segments if s.num_rows >= MIN_INDEXED_SEGMENT_ROWS]
+        assert big and all(s.index_name == "head" for s in big), segments
+        for i in np.random.default_rng(0).choice(n, 10, replace=False):
+            assert [d.id for d in store.similarity_search(f"text {i}", k=1)] == [f"doc-{i}"]
+    finally:
+        store.close()
