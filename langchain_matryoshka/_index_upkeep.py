@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
+from . import _indexes
 from ._connection import lite_writes
 from ._indexes import (
     Backend,
@@ -117,7 +119,24 @@ class IndexUpkeep:
         """
         if not self.lite:
             wait_for_index(self.client, self.name, FIELD_HEAD)
-            wait_for_served_index(self.client, self.name)
+            self._wait_until_served()
+
+    def _wait_until_served(self, stacklevel: int = 3) -> None:
+        """Wait for the server to search every segment through its index.
+
+        Warn if it still does not after :data:`._indexes.INDEX_SERVE_TIMEOUT`; searches
+        go on, approximate on the segments not served through the index.
+        """
+        timeout = _indexes.INDEX_SERVE_TIMEOUT
+        if not wait_for_served_index(self.client, self.name, timeout):
+            warnings.warn(
+                f"collection {self.name!r}: {timeout:g} s after its head index "
+                "was built, the server still searches some segments without it, so "
+                "searches of their rows are approximate until it does; call "
+                "store.build_index() to wait again",
+                UserWarning,
+                stacklevel=stacklevel + 1,
+            )
 
     def _index_params(self, layout: Layout) -> Any:
         """The head index, the BM25 index and the declared columns' scalar indexes."""
@@ -151,9 +170,6 @@ class IndexUpkeep:
         for attempt in range(20):
             try:
                 self.client.load_collection(self.name)
-                if not self.lite:  # segments compacted meanwhile are loaded unindexed
-                    wait_for_served_index(self.client, self.name)
-                return
             except Exception as exc:
                 # Milvus Lite writes index files in the background after a flush, in
                 # place: a load meanwhile reads a partial file ("read error in
@@ -161,6 +177,10 @@ class IndexUpkeep:
                 if not (self.lite and _partial_index(exc)):
                     raise
                 time.sleep(min(0.05 * 2**attempt, 1.0))
+                continue
+            if not self.lite:  # segments compacted meanwhile are loaded unindexed
+                self._wait_until_served(stacklevel=4)  # store.build_index()'s caller
+            return
         self._rebuild_index()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -530,12 +531,42 @@ def test_build_index_returns_once_every_segment_is_served_through_the_index(
     )
     try:
         store.add_texts([f"text {i}" for i in range(n)], ids=[f"doc-{i}" for i in range(n)])
-        store.build_index()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)  # served in time: no warning
+            store.build_index()
         segments = store.client.list_loaded_segments(server_collection)
         assert sum(s.num_rows for s in segments) == n
         big = [s for s in segments if s.num_rows >= MIN_INDEXED_SEGMENT_ROWS]
         assert big and all(s.index_name == "head" for s in big), segments
         for i in np.random.default_rng(0).choice(n, 10, replace=False):
             assert [d.id for d in store.similarity_search(f"text {i}", k=1)] == [f"doc-{i}"]
+    finally:
+        store.close()
+
+
+def test_build_index_warns_when_segments_are_still_served_without_the_index(
+    server_uri, server_collection, monkeypatch
+) -> None:
+    """A segment the server does not index (here: below its 1,024-row threshold, which the
+    test lowers on the package's side) still unserved when the wait runs out: the call
+    returns, with a warning that names the collection and what to do; searches go on."""
+    from langchain_matryoshka import _indexes
+
+    store = MatryoshkaMilvus(
+        DeterministicFakeEmbedding(size=16),
+        collection_name=server_collection,
+        connection_args={"uri": server_uri},
+        search_dim=4,
+    )
+    try:
+        store.add_texts([f"text {i}" for i in range(200)], ids=[f"doc-{i}" for i in range(200)])
+        monkeypatch.setattr(_indexes, "MIN_INDEXED_SEGMENT_ROWS", 1)
+        monkeypatch.setattr(_indexes, "INDEX_SERVE_TIMEOUT", 1.0)
+        expected = rf"collection '{server_collection}': 1 s after"
+        with pytest.warns(UserWarning, match=expected) as rec:
+            store.build_index()
+        assert "store.build_index() to wait again" in str(rec[0].message)
+        assert rec[0].filename == __file__  # points at the caller's line
+        assert [d.id for d in store.similarity_search("text 7", k=1)] == ["doc-7"]
     finally:
         store.close()
