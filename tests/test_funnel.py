@@ -211,3 +211,26 @@ def test_check_vectors_rejects_nan_zero_ragged_and_wrong_dim() -> None:
 def test_head_is_normalised_prefix() -> None:
     vectors = np.array([[3.0, 4.0, 7.0], [0.0, 0.0, 1.0]], np.float32)
     np.testing.assert_allclose(head_of(vectors, 2), [[0.6, 0.8], [0.0, 0.0]])
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_a_single_query_ranks_and_scores_exactly_as_in_a_batch(dtype) -> None:
+    # One query takes its own 1-D path (the common case); a batch the [nq, m] one. Same
+    # stages, same arithmetic: identical positions and scores, whatever n_valid and k.
+    rng = np.random.default_rng(5)
+    for trial in range(40):
+        dim = int(rng.choice([8, 32, 96]))
+        nc, k = int(rng.integers(1, 150)), int(rng.integers(1, 15))
+        ratio = float(rng.choice([0.25, 0.5, 1.0]))
+        plan = make_plan(
+            dim=dim, search_dim=dim // 8, k=k, candidates=max(nc, k), prune_ratio=ratio
+        )
+        query = matryoshka_like(1, dim, seed=trial)
+        cands = matryoshka_like(nc, dim, seed=100 + trial).astype(dtype)[None]
+        n = int(rng.integers(0, nc + 1))
+        one = funnel_rerank(query, cands, [n], plan)
+        pair = funnel_rerank(np.repeat(query, 2, 0), np.repeat(cands, 2, 0), [n, n], plan)
+        for row in range(2):
+            np.testing.assert_array_equal(one.indices[0], pair.indices[row])
+            np.testing.assert_array_equal(one.scores[0], pair.scores[row])
+        assert (one.indices[0] >= 0).sum() == min(n, k)
