@@ -295,11 +295,11 @@ def funnel_rerank(
         return FunnelResult(
             np.full((nq, k), -1, dtype=np.int64), np.full((nq, k), np.nan, dtype=np.float32)
         )
+    if not plan.scales:  # only a plan not built by make_plan can have no stage
+        raise ConfigurationError(
+            f"plan.scales={plan.scales!r} is empty; build the plan with make_plan()"
+        )
     if nq == 1:  # one query, the common case: the same stages on 1-D arrays
-        if not plan.scales:
-            raise ConfigurationError(
-                f"plan.scales={plan.scales!r} is empty; build the plan with make_plan()"
-            )
         return _rerank_one(q[0], cand[0], min(nc, int(np.asarray(n_valid)[0])), plan)
     rows = np.arange(nq)[:, None]
     valid = np.arange(nc)[None, :] < np.asarray(n_valid)[:, None]  # [nq, m]
@@ -339,10 +339,7 @@ def funnel_rerank(
         valid = np.take_along_axis(valid, sel, axis=1)
         valid &= np.arange(width)[None, :] < n_next[:, None]
         prev = scale
-    if keep is None:  # only a plan not built by make_plan can have no stage
-        raise ConfigurationError(
-            f"plan.scales={plan.scales!r} is empty; build the plan with make_plan()"
-        )
+    assert keep is not None  # plan.scales is not empty (checked above)
     out_idx = np.full((nq, k), -1, dtype=np.int64)
     out_scores = np.full((nq, k), np.nan, dtype=np.float32)
     width = min(k, keep.shape[1])

@@ -234,3 +234,13 @@ def test_a_single_query_ranks_and_scores_exactly_as_in_a_batch(dtype) -> None:
             np.testing.assert_array_equal(one.indices[0], pair.indices[row])
             np.testing.assert_array_equal(one.scores[0], pair.scores[row])
         assert (one.indices[0] >= 0).sum() == min(n, k)
+
+
+@pytest.mark.parametrize("n_queries", [1, 3])
+def test_a_plan_with_no_stage_is_refused_by_either_path(n_queries) -> None:
+    from langchain_matryoshka.funnel import FunnelPlan
+
+    plan = FunnelPlan(k=2, candidates=4, scales=(), prune_ratio=0.5)
+    cands = np.ones((n_queries, 4, 4), np.float32)
+    with pytest.raises(ConfigurationError, match=r"plan.scales=\(\) is empty.*make_plan"):
+        funnel_rerank(np.ones((n_queries, 4)), cands, [4] * n_queries, plan)

@@ -514,6 +514,22 @@ def test_ivf_index_on_server(server_uri, server_collection, table, corpus) -> No
         store.close()
 
 
+def _texts_store(uri: str, name: str, n: int) -> MatryoshkaMilvus:
+    """A store of ``n`` texts ``text {i}`` with ids ``doc-{i}`` (16 dims, head 4)."""
+    store = MatryoshkaMilvus(
+        DeterministicFakeEmbedding(size=16),
+        collection_name=name,
+        connection_args={"uri": uri},
+        search_dim=4,
+    )
+    try:
+        store.add_texts([f"text {i}" for i in range(n)], ids=[f"doc-{i}" for i in range(n)])
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
 def test_build_index_returns_once_every_segment_is_served_through_the_index(
     server_uri, server_collection
 ) -> None:
@@ -523,14 +539,8 @@ def test_build_index_returns_once_every_segment_is_served_through_the_index(
     from langchain_matryoshka._indexes import MIN_INDEXED_SEGMENT_ROWS
 
     n = 3000
-    store = MatryoshkaMilvus(
-        DeterministicFakeEmbedding(size=16),
-        collection_name=server_collection,
-        connection_args={"uri": server_uri},
-        search_dim=4,
-    )
+    store = _texts_store(server_uri, server_collection, n)
     try:
-        store.add_texts([f"text {i}" for i in range(n)], ids=[f"doc-{i}" for i in range(n)])
         with warnings.catch_warnings():
             warnings.simplefilter("error", UserWarning)  # served in time: no warning
             store.build_index()
@@ -552,14 +562,8 @@ def test_build_index_warns_when_segments_are_still_served_without_the_index(
     returns, with a warning that names the collection and what to do; searches go on."""
     from langchain_matryoshka import _indexes
 
-    store = MatryoshkaMilvus(
-        DeterministicFakeEmbedding(size=16),
-        collection_name=server_collection,
-        connection_args={"uri": server_uri},
-        search_dim=4,
-    )
+    store = _texts_store(server_uri, server_collection, 200)
     try:
-        store.add_texts([f"text {i}" for i in range(200)], ids=[f"doc-{i}" for i in range(200)])
         monkeypatch.setattr(_indexes, "MIN_INDEXED_SEGMENT_ROWS", 1)
         monkeypatch.setattr(_indexes, "INDEX_SERVE_TIMEOUT", 1.0)
         expected = rf"collection '{server_collection}': 1 s after"
